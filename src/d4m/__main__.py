@@ -1,0 +1,3 @@
+from d4m.cli.main import main
+
+raise SystemExit(main())

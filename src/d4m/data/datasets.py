@@ -1,0 +1,180 @@
+"""Labelled image datasets behind one spec string: ``KIND:PATH``.
+
+``cifar10:ROOT`` / ``cifar100:ROOT`` (torchvision; downloaded into ROOT when online), ``tiny-imagenet:ROOT``
+(official tiny-imagenet-200 layout), ``imagenet:ROOT`` (train/<wnid>/, val/<wnid>/), ``folder:PATH`` (any
+ImageFolder: one sub-folder per class, sorted names = class order).
+
+Every dataset is a ``LabeledImages``: ``classes`` (ids: folder names or wnids), ``label_texts`` (what a prompt
+says), ``targets`` and ``load(i)`` returning an RGB PIL image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from d4m.data.classnames import cifar_names, imagenet_label_texts, label_text, tiny_imagenet_words
+from d4m.data.images import CorruptImage, is_image_file, load_rgb
+from d4m.errors import DataError
+
+KINDS = ("cifar10", "cifar100", "tiny-imagenet", "imagenet", "folder")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str
+    root: Path
+
+    @classmethod
+    def parse(cls, spec: str) -> "DataSpec":
+        if not isinstance(spec, str) or ":" not in spec:
+            raise DataError(f"--data {spec!r}: expected KIND:PATH with KIND one of {', '.join(KINDS)}")
+        kind, _, root = spec.partition(":")
+        kind = kind.strip().lower()
+        if kind not in KINDS:
+            raise DataError(f"--data {spec!r}: unknown dataset kind {kind!r} (one of {', '.join(KINDS)})")
+        if not root:
+            raise DataError(f"--data {spec!r}: missing path after '{kind}:'")
+        return cls(kind, Path(root).expanduser())
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.root}"
+
+
+class LabeledImages(torch.utils.data.Dataset):
+    """Images with integer targets; ``transform`` maps an RGB PIL image to what ``__getitem__`` returns."""
+
+    def __init__(self, name: str, classes: Sequence[str], label_texts: Sequence[str], targets: Sequence[int],
+                 loader: Callable[[int], Image.Image], describe: Callable[[int], str], transform=None):
+        self.name = name
+        self.classes = list(classes)
+        self.label_texts = list(label_texts)
+        self.targets = [int(t) for t in targets]
+        self._loader, self._describe = loader, describe
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def load(self, index: int) -> Image.Image:
+        return self._loader(index)
+
+    def describe(self, index: int) -> str:
+        """A human-readable location of item ``index`` (its file path)."""
+        return self._describe(index)
+
+    def __getitem__(self, index: int):
+        img = self.load(index)
+        return (self.transform(img) if self.transform else img), self.targets[index]
+
+    def indices_of(self, cls: int) -> list[int]:
+        return [i for i, t in enumerate(self.targets) if t == cls]
+
+
+def open_dataset(spec: str | DataSpec, split: str = "train", transform=None, download: bool = True) -> LabeledImages:
+    """Open the ``split`` ('train' or 'val') of the dataset named by ``spec``."""
+    spec = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    if spec.kind in ("cifar10", "cifar100"):
+        ds = _cifar(spec, split, download)
+    elif spec.kind == "tiny-imagenet":
+        ds = _tiny_imagenet(spec.root, split)
+    elif spec.kind == "imagenet":
+        sub = spec.root / ("train" if split == "train" else "val")
+        ds = _folder(sub, f"imagenet:{sub}", texts=lambda wnids: imagenet_label_texts(wnids))
+    else:
+        ds = _folder(spec.root, f"folder:{spec.root}")
+    ds.transform = transform
+    return ds
+
+
+def _files_of(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+
+
+def _folder(root: Path, name: str, texts: Callable[[list[str]], list[str]] | None = None) -> LabeledImages:
+    if not root.exists():
+        raise DataError(f"{root}: data path does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: data path is not a directory")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class folders (expected one sub-folder of images per class)")
+    paths, targets, classes = [], [], []
+    for d in class_dirs:
+        files = _files_of(d)
+        if not files:
+            continue
+        classes.append(d.name)
+        paths += files
+        targets += [len(classes) - 1] * len(files)
+    if not paths:
+        raise DataError(f"{root}: no image files in its class folders")
+    label_texts = texts(classes) if texts else [label_text(c) for c in classes]
+    return LabeledImages(name, classes, label_texts, targets, lambda i: load_rgb(paths[i]), lambda i: str(paths[i]))
+
+
+def _cifar(spec: DataSpec, split: str, download: bool) -> LabeledImages:
+    from torchvision import datasets as tvd
+
+    cls = tvd.CIFAR10 if spec.kind == "cifar10" else tvd.CIFAR100
+    train = split == "train"
+    try:
+        ds = cls(str(spec.root), train=train, download=False)
+    except RuntimeError:
+        if not download:
+            raise DataError(f"{spec.root}: no {spec.kind} data there (and download disabled)") from None
+        try:
+            ds = cls(str(spec.root), train=train, download=True)
+        except Exception as exc:  # network errors come in many types
+            raise DataError(f"{spec.root}: {spec.kind} not found and download failed ({exc})") from None
+    expected = cifar_names(spec.kind)
+    if list(ds.classes) != expected:
+        raise DataError(f"{spec.root}: {spec.kind} meta lists classes {ds.classes[:3]}..., expected {expected[:3]}...")
+    data: np.ndarray = ds.data
+    return LabeledImages(f"{spec}/{split}", expected, [label_text(c) for c in expected], ds.targets,
+                         lambda i: Image.fromarray(data[i]), lambda i: f"{spec}[{split}][{i}]")
+
+
+def _tiny_imagenet(root: Path, split: str) -> LabeledImages:
+    wnids_file = root / "wnids.txt"
+    if not wnids_file.is_file():
+        raise DataError(f"{wnids_file}: missing (not a tiny-imagenet-200 folder?)")
+    wnids = sorted(w.strip() for w in wnids_file.read_text().split() if w.strip())
+    texts = tiny_imagenet_words(root, wnids)
+    index = {w: i for i, w in enumerate(wnids)}
+    paths: list[Path] = []
+    targets: list[int] = []
+    if split == "train":
+        for w in wnids:
+            d = root / "train" / w / "images"
+            if not d.is_dir():
+                raise DataError(f"{d}: missing class folder for wnid {w}")
+            files = _files_of(d)
+            paths += files
+            targets += [index[w]] * len(files)
+    else:
+        ann = root / "val" / "val_annotations.txt"
+        if not ann.is_file():
+            raise DataError(f"{ann}: missing (Tiny-ImageNet validation labels)")
+        for line in ann.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) < 2:
+                continue
+            if parts[1] not in index:
+                raise DataError(f"{ann}: unknown wnid {parts[1]!r} for {parts[0]}")
+            paths.append(root / "val" / "images" / parts[0])
+            targets.append(index[parts[1]])
+    if not paths:
+        raise DataError(f"{root}: no Tiny-ImageNet {split} images found")
+    return LabeledImages(f"tiny-imagenet:{root}/{split}", wnids, texts, targets,
+                         lambda i: load_rgb(paths[i]), lambda i: str(paths[i]))
+
+
+__all__ = ["DataSpec", "LabeledImages", "open_dataset", "CorruptImage", "KINDS"]
