@@ -1,0 +1,55 @@
+"""One name -> architecture registry (like timm's ``create_model``); every model starts from random weights."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from d4m.errors import ConfigError
+from d4m.models.nets import ConvNet, CifarResNet, cifar_resnet18
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _torchvision(name: str) -> Callable[[int, int], nn.Module]:
+    def build(num_classes: int, image_size: int) -> nn.Module:
+        from torchvision import models
+
+        kwargs = {"image_size": image_size} if name == "vit_b_16" else {}
+        return getattr(models, name)(weights=None, num_classes=num_classes, **kwargs)
+    return build
+
+
+MODELS: dict[str, Callable[[int, int], nn.Module]] = {
+    "convnet-w128": lambda n, s: ConvNet(n, s, width=128, depth=3),
+    "cifar-resnet18": lambda n, s: cifar_resnet18(n),
+    "cifar-resnet20": lambda n, s: CifarResNet(3, n),
+    "cifar-resnet56": lambda n, s: CifarResNet(9, n),
+    **{name: _torchvision(name) for name in
+       ("resnet18", "resnet50", "resnet101", "mobilenet_v2", "efficientnet_b0", "swin_t", "vit_b_16")},
+}
+
+
+def create_model(name: str, num_classes: int, image_size: int) -> nn.Module:
+    """Build architecture ``name`` with ``num_classes`` outputs for ``image_size`` x ``image_size`` inputs."""
+    if name not in MODELS:
+        raise ConfigError(f"--student/--arch {name!r}: unknown model (one of {', '.join(sorted(MODELS))})")
+    if name == "vit_b_16" and image_size % 16:
+        raise ConfigError(f"vit_b_16 needs an image size divisible by 16, not {image_size}")
+    return MODELS[name](int(num_classes), int(image_size))
+
+
+class Normalized(nn.Module):
+    """``net`` applied to ``(x - mean) / std``: callers feed images in [0, 1]."""
+
+    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)

@@ -1,0 +1,163 @@
+"""Teachers: a trained classifier plus its classes, input normalisation and input size.
+
+Specs: ``torchvision:NAME`` (ImageNet weights through torchvision's weights API), ``cifar-resnet20:FILE`` /
+``cifar-resnet56:FILE`` (the widely used CIFAR-10 .th files), ``checkpoint:FILE`` (d4m's own safetensors file, as
+written by ``d4m teacher train``). Weights are read only through safetensors or ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from d4m.errors import ModelError
+from d4m.models.classes import class_columns
+from d4m.models.registry import IMAGENET_MEAN, IMAGENET_STD, Normalized, create_model
+from d4m.runio import atomic_write_bytes
+
+TEACHER_KINDS = ("torchvision", "cifar-resnet20", "cifar-resnet56", "checkpoint")
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+METADATA_KEY = "d4m"
+
+
+@dataclass
+class Teacher:
+    spec: str
+    arch: str
+    net: nn.Module  # expects normalised input at input_size
+    classes: list[str]
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    input_size: int = 224
+    val_accuracy: float | None = None
+    columns: list[int] | None = field(default=None)  # output columns in the data's class order (None: all, as is)
+
+    def __post_init__(self):
+        self.model = Normalized(self.net, self.mean, self.std).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def to(self, device) -> "Teacher":
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (float32) for images in [0, 1]; resized (bilinear) to the teacher's input size if needed."""
+        if images.shape[-1] != self.input_size or images.shape[-2] != self.input_size:
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="bilinear",
+                                   antialias=True, align_corners=False)
+        logits = self.model(images).float()
+        return logits if self.columns is None else logits[:, self.columns]
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.columns) if self.columns is not None else len(self.classes)
+
+
+def load_teacher(spec: str, classes: list[str] | None = None) -> Teacher:
+    """Load the teacher named by ``spec``; with ``classes`` (the data's), check the class order (ModelError)."""
+    kind, sep, value = str(spec).partition(":")
+    if not sep or kind not in TEACHER_KINDS or not value:
+        raise ModelError(f"--teacher {spec!r}: expected KIND:VALUE with KIND one of {', '.join(TEACHER_KINDS)}")
+    if kind == "torchvision":
+        teacher = _torchvision_teacher(spec, value)
+    elif kind == "checkpoint":
+        teacher = _checkpoint_teacher(spec, Path(value).expanduser())
+    else:
+        teacher = _cifar_teacher(spec, kind, Path(value).expanduser())
+    if classes is not None:
+        teacher.columns = class_columns(teacher.classes, list(classes), f"--teacher {spec}")
+    return teacher
+
+
+def _torchvision_teacher(spec: str, name: str) -> Teacher:
+    from torchvision import models
+
+    try:
+        weights = models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError):
+        raise ModelError(f"--teacher {spec!r}: torchvision has no pretrained weights for {name!r}") from None
+    try:
+        net = models.get_model(name, weights=weights)
+    except Exception as exc:  # download or cache failures come in many types
+        raise ModelError(f"--teacher {spec!r}: cannot load torchvision weights {weights} ({exc})") from None
+    tf = weights.transforms()
+    return Teacher(spec, name, net, list(weights.meta["categories"]), tuple(tf.mean), tuple(tf.std),
+                   int(tf.crop_size[0]))
+
+
+def _torch_load(path: Path, spec: str):
+    if not path.is_file():
+        raise ModelError(f"--teacher {spec!r}: file {path} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "unsafe pickle"
+        raise ModelError(f"{path}: refused, not a plain weights file (weights_only load failed: {first[:160]})") from None
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read weights ({exc.__class__.__name__}: {str(exc)[:160]})") from None
+
+
+def _cifar_teacher(spec: str, kind: str, path: Path) -> Teacher:
+    obj = _torch_load(path, spec)
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: expected a dict with a 'state_dict' of tensors")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    net = create_model(kind, 10, 32)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit {kind} ({str(exc).splitlines()[0][:160]})") from None
+    best = obj.get("best_prec1") if isinstance(obj, dict) else None
+    return Teacher(spec, kind, net, list(CIFAR10_CLASSES), IMAGENET_MEAN, IMAGENET_STD, 32,
+                   float(best) / 100 if isinstance(best, (int, float)) else None)
+
+
+def save_checkpoint(path: Path, net: nn.Module, arch: str, classes: list[str], image_size: int,
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD, val_accuracy: float | None = None, **extra) -> None:
+    """Write ``net``'s weights as safetensors with d4m's metadata (JSON under the key 'd4m'), atomically."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    meta = {"arch": arch, "classes": list(classes), "image_size": int(image_size), "mean": list(mean),
+            "std": list(std), "val_accuracy": val_accuracy, **extra}
+    atomic_write_bytes(Path(path), save(state, metadata={METADATA_KEY: json.dumps(meta)}))
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(state dict, d4m metadata) of a d4m checkpoint file; ModelError if it is not one."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(METADATA_KEY)
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a safetensors checkpoint ({str(exc)[:160]})") from None
+    if raw is None:
+        raise ModelError(f"{path}: safetensors file without d4m metadata (arch, classes); not a d4m checkpoint")
+    return state, json.loads(raw)
+
+
+def _checkpoint_teacher(spec: str, path: Path) -> Teacher:
+    state, meta = read_checkpoint(path)
+    for key in ("arch", "classes", "image_size"):
+        if key not in meta:
+            raise ModelError(f"{path}: d4m metadata lacks {key!r}")
+    net = create_model(meta["arch"], len(meta["classes"]), meta["image_size"])
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not fit {meta['arch']} ({str(exc).splitlines()[0][:160]})") from None
+    return Teacher(spec, meta["arch"], net, list(meta["classes"]), tuple(meta.get("mean", IMAGENET_MEAN)),
+                   tuple(meta.get("std", IMAGENET_STD)), int(meta["image_size"]), meta.get("val_accuracy"))
