@@ -1,0 +1,144 @@
+"""``d4m evaluate``: train N students on distilled images with a teacher's soft labels, test on real val data.
+
+Results: <eval-root>/<student>/<recipe>/seed<k>/{metrics.json,checkpoint.pt,student.safetensors} and
+<eval-root>/<student>/<recipe>/summary.{json,md}: mean +- std over seeds of the last-epoch top-1 (the headline)
+and of the best-epoch top-1 (reported beside it, labelled as such).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from d4m.data import open_dataset
+from d4m.errors import ConfigError
+from d4m.evaluate.val import ValSet, default_image_size
+from d4m.labels import LabelStore, OnlineLabels, StoredLabels, StreamImages, num_batches, relabel
+from d4m.models import Normalized, class_columns, create_model, load_teacher, save_checkpoint
+from d4m.runio import atomic_write_text
+from d4m.seeding import derive_seed
+from d4m.train import Recipe, train_student
+
+
+@dataclass
+class EvalJob:
+    images: Path  # an ImageFolder of distilled images
+    val: str  # KIND:PATH of the real data (its val split is used)
+    teacher: str
+    student: str
+    recipe: Recipe
+    eval_root: Path
+    labels_root: Path
+    seeds: int = 1
+    labels: str = "stored"  # stored or online
+    label_format: str = "fp16"
+    topk: int = 0
+    size: int | None = None
+    device: str = "cpu"
+    workers: int = 0
+    physical_batch: int = 0
+    eval_every: int = 1
+    log_path: Path | None = None
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def label_set_name(teacher_arch: str, recipe: Recipe, fmt: str, k: int) -> str:
+    tag = f"top{k}" if fmt == "topk" else fmt
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{teacher_arch}-{recipe.name}-{tag}")
+
+
+def open_images(path: Path):
+    if not Path(path).is_dir():
+        raise ConfigError(f"--images {path}: not a directory of class folders")
+    return open_dataset(f"folder:{path}", "train")
+
+
+def prepare_labels(job: EvalJob, images, teacher, data: StreamImages):
+    """The label source: stored labels (relabelling missing epochs first) or the online teacher."""
+    if job.labels == "online":
+        return OnlineLabels(teacher, job.device), None
+    fmt = "topk" if job.topk else job.label_format
+    store = LabelStore(job.labels_root / label_set_name(teacher.arch, job.recipe, fmt, job.topk))
+    meta = relabel(data, teacher, store, job.recipe.epochs, fmt, job.topk, job.device, job.workers, job.log_path,
+                   extra_meta={"images": str(job.images), "recipe": job.recipe.name})
+    return StoredLabels(store, teacher.num_outputs, num_batches(len(images), data.spec)), meta
+
+
+def run_evaluation(job: EvalJob) -> dict:
+    if job.labels not in ("stored", "online"):
+        raise ConfigError(f"--labels {job.labels!r}: expected stored or online")
+    images = open_images(job.images)
+    size = default_image_size(job.val, job.size)
+    teacher = load_teacher(job.teacher, classes=images.classes)
+    val = ValSet(job.val, size, workers=job.workers)
+    val_columns = class_columns(images.classes, val.classes, f"--val {job.val}")
+    if val_columns is not None:
+        raise ConfigError(f"--val {job.val}: {len(val.classes)} classes, the distilled images have "
+                          f"{len(images.classes)}; use `d4m subset` for a class subset")
+    data = StreamImages(images, job.recipe.stream(len(images), size))
+    source, label_meta = prepare_labels(job, images, teacher, data)
+    out = job.eval_root / job.student / job.recipe.name
+    results = []
+    for k in range(job.seeds):
+        seed_dir = out / f"seed{k}"
+        torch.manual_seed(derive_seed(k, "student-init"))
+        model = Normalized(create_model(job.student, len(images.classes), size))
+        metrics = train_student(model, data, torch.tensor(images.targets), source, job.recipe, seed_dir, seed=k,
+                                device=job.device, physical_batch=job.physical_batch, workers=job.workers,
+                                evaluate=lambda m: val.top1(m, job.device), eval_every=job.eval_every,
+                                log_path=job.log_path, desc=f"{job.student} seed{k}")
+        save_checkpoint(seed_dir / "student.safetensors", model.net, job.student, images.classes, size,
+                        val_accuracy=metrics["last_top1"], recipe=job.recipe.name, teacher=job.teacher)
+        results.append(metrics)
+    summary = summarise(job, results, size, label_meta)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def _mean_std(values: list[float]) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": round(statistics.fmean(values), 2),
+            "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def summarise(job: EvalJob, results: list[dict], size: int, label_meta: dict | None) -> dict:
+    return {
+        "student": job.student, "recipe": job.recipe.name, "teacher": job.teacher, "images": str(job.images),
+        "val": job.val, "image_size": size, "labels": job.labels, "seeds": job.seeds,
+        "last_epoch_top1": _mean_std([r["last_top1"] for r in results]),
+        "best_epoch_top1": _mean_std([r["best_top1"] for r in results]),
+        "per_seed": [{"seed": k, "last_top1": r["last_top1"], "best_top1": r["best_top1"],
+                      "best_epoch": r["best_epoch"]} for k, r in enumerate(results)],
+        "label_store": {key: label_meta.get(key) for key in ("format", "k", "bytes", "bytes_per_image_epoch")}
+        if label_meta else None,
+        "command": job.command, "resolved_recipe": job.recipe.to_dict(),
+        "config": {"device": job.device, "workers": job.workers, "physical_batch": job.physical_batch,
+                   "eval_every": job.eval_every, "label_format": job.label_format, "topk": job.topk, **job.extra},
+    }
+
+
+def summary_table(s: dict) -> str:
+    def fmt(ms):
+        return "-" if ms["mean"] is None else f"{ms['mean']:.2f} ± {ms['std']:.2f}"
+    rows = ["| student | recipe | labels | seeds | top-1 last epoch (headline) | top-1 best epoch |",
+            "|---|---|---|---|---|---|",
+            f"| {s['student']} | {s['recipe']} | {s['labels']} | {s['seeds']} | {fmt(s['last_epoch_top1'])} "
+            f"| {fmt(s['best_epoch_top1'])} |"]
+    return "\n".join(rows)
+
+
+def summary_markdown(s: dict) -> str:
+    return (f"# d4m evaluate: {s['student']} / {s['recipe']}\n\n{summary_table(s)}\n\n"
+            f"Top-1 in % on {s['val']} (val split), mean ± std over {s['seeds']} seed(s). The headline is the "
+            "last epoch; the best epoch is shown beside it and is optimistic (selected on the val set).\n\n"
+            f"Command:\n\n```\n{s['command']}\n```\n\nResolved config:\n\n```json\n"
+            f"{json.dumps({'recipe': s['resolved_recipe'], **s['config']}, indent=2)}\n```\n")

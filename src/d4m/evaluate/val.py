@@ -1,0 +1,84 @@
+"""The real validation set at the student's resolution, and top-1 accuracy on it."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from d4m.data import DataSpec, open_dataset
+from d4m.errors import ConfigError
+from d4m.seeding import derive_seed
+
+DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "tiny-imagenet": 64, "imagenet": 224}
+CACHE_LIMIT_BYTES = 2 << 30
+
+
+def default_image_size(val_spec: str, size: int | None = None) -> int:
+    """--size, else the dataset's resolution (cifar 32, tiny 64, imagenet 224, folder: its first image)."""
+    if size:
+        if size < 8:
+            raise ConfigError(f"--size {size}: too small (>= 8)")
+        return int(size)
+    spec = DataSpec.parse(val_spec)
+    if spec.kind in DEFAULT_SIZE:
+        return DEFAULT_SIZE[spec.kind]
+    first = open_dataset(spec, "train").load(0)  # a folder spec has no split: its images are the val set
+    return int(min(first.size))
+
+
+def val_transform(kind: str, size: int):
+    """ImageNet: Resize(size * 256 / 224) + CenterCrop(size); others: Resize(size) + CenterCrop(size). uint8 out."""
+    resize = round(size * 256 / 224) if kind == "imagenet" else size
+    return v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+
+
+class ValSet:
+    """Validation images (uint8, cached in memory when small) with targets; ``limit`` picks a seeded subset."""
+
+    def __init__(self, val_spec: str, size: int, limit: int | None = None, workers: int = 0, seed: int = 0):
+        spec = DataSpec.parse(val_spec)
+        split = "train" if spec.kind == "folder" else "val"
+        self.dataset = open_dataset(spec, split, transform=val_transform(spec.kind, size))
+        self.classes, self.size, self.workers = self.dataset.classes, size, workers
+        n = len(self.dataset)
+        if limit and limit < n:
+            g = torch.Generator().manual_seed(derive_seed(seed, "val-subset"))
+            self.indices = torch.randperm(n, generator=g)[:limit].sort().values.tolist()
+        else:
+            self.indices = list(range(n))
+        self.targets = torch.tensor([self.dataset.targets[i] for i in self.indices])
+        self.cached = None
+        if len(self.indices) * 3 * size * size <= CACHE_LIMIT_BYTES:
+            self.cached = torch.cat([x for x, _ in self._batches(256, "load val")])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _batches(self, batch_size: int, desc: str):
+        subset = torch.utils.data.Subset(self.dataset, self.indices)
+        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=self.workers)
+        yield from tqdm(loader, desc=desc, unit="batch", leave=False)
+
+    def batches(self, batch_size: int = 256):
+        if self.cached is not None:
+            for s in range(0, len(self), batch_size):
+                yield self.cached[s:s + batch_size], self.targets[s:s + batch_size]
+        else:
+            yield from self._batches(batch_size, "val")
+
+    @torch.no_grad()
+    def top1(self, model, device: str = "cpu", batch_size: int = 256, columns: list[int] | None = None) -> float:
+        """Top-1 accuracy in percent of ``model`` (taking images in [0, 1])."""
+        was_training = isinstance(model, torch.nn.Module) and model.training
+        if was_training:
+            model.eval()
+        correct = 0
+        for x, y in self.batches(batch_size):
+            logits = model(x.to(device).float().div_(255))
+            if columns is not None:
+                logits = logits[:, columns]
+            correct += int((logits.argmax(1).cpu() == y).sum())
+        if was_training:
+            model.train()
+        return round(100.0 * correct / max(1, len(self)), 2)
