@@ -1,0 +1,53 @@
+"""``d4m`` entry point: one sub-command per stage, user errors as one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from d4m import __version__
+from d4m.errors import D4MError
+
+# Each module defines ``register(subparsers)``, adding sub-commands whose ``func(args) -> int`` does the work.
+COMMAND_MODULES = ("d4m.cli.distill", "d4m.cli.ttm", "d4m.cli.extras")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="d4m", description="Dataset distillation via disentangled diffusion (D4M).")
+    parser.add_argument("--version", action="version", version=f"d4m {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="d4m: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except D4MError as exc:
+        if args.verbose:
+            raise
+        print(f"d4m: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("d4m: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

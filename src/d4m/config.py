@@ -1,0 +1,187 @@
+"""The distillation configuration: defaults < ``--preset`` < ``--config`` YAML < command-line flags.
+
+Every key is a field of ``DistillConfig``; a YAML file or preset with an unknown key or a wrong type is refused with
+an error naming the key. ``config.yaml`` in a run directory holds the resolved configuration, every default
+written out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from d4m.errors import ConfigError
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_NEGATIVE = "cartoon, anime, painting"
+
+
+@dataclass
+class DistillConfig:
+    # what to distil
+    data: str | None = None
+    ipc: int = 10
+    max_per_class: int | None = None
+    allow_short: bool = False
+    strict: bool = False
+    # models
+    model: str = DEFAULT_MODEL
+    codec: str = "model"
+    generator: str = "model"  # "model": img2img with the model's UNet; "none": decode the prototypes directly
+    scheduler: str | None = None  # None: the model's own scheduler config
+    posterior: str = "sample"  # VAE posterior: "sample" (paper) or "mean"
+    # stage 1: prototypes
+    size: int = 512  # images are squashed to size x size before encoding (paper: 512)
+    kmeans: str = "online"  # "online" (paper, one pass) or "full" (k-means++ + Lloyd to convergence)
+    km_expand: int = 10  # online mini-batch = km_expand * ipc latents
+    kmeans_iters: int = 50
+    kmeans_tol: float = 1e-4
+    prototype_dtype: str = "float32"
+    # stage 2: synthesis
+    strength: float = 0.7
+    guidance: float = 8.0
+    steps: int = 50
+    prompt_template: str = "{}"
+    negative_prompt: str = DEFAULT_NEGATIVE
+    out_size: int | None = None  # None: the dataset's resolution (CIFAR 32, Tiny-ImageNet 64, ImageNet 224)
+    # reproducibility and execution
+    seed: int = 0
+    dtype: str = "auto"  # "auto": float16 on CUDA, float32 on CPU
+    device: str = "auto"
+    batch_size: int = 8
+    encode_batch_size: int = 32
+    workers: int = 2
+    preset: str | None = None
+    out: str | None = None
+    extras: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Keys that change what a stage writes; a run directory made with other values is refused without --force.
+PROTOTYPE_KEYS = ("data", "ipc", "max_per_class", "allow_short", "strict", "codec", "posterior", "size", "kmeans",
+                  "km_expand", "kmeans_iters", "kmeans_tol", "prototype_dtype", "seed")
+SYNTHESIS_KEYS = ("model", "generator", "scheduler", "strength", "guidance", "steps", "prompt_template",
+                  "negative_prompt", "out_size", "dtype")
+CHOICES = {"kmeans": ("online", "full"), "posterior": ("sample", "mean"), "generator": ("model", "none"),
+           "prototype_dtype": ("float32", "float16"), "dtype": ("auto", "float32", "float16", "bfloat16")}
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("d4m").joinpath("presets")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict:
+    if name not in preset_names():
+        raise ConfigError(f"--preset {name!r}: unknown preset (one of: {', '.join(preset_names())})")
+    text = resources.files("d4m").joinpath("presets", f"{name}.yaml").read_text(encoding="utf-8")
+    return _check_mapping(yaml.safe_load(text) or {}, f"preset {name}")
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return _check_mapping(data or {}, str(path))
+
+
+def _check_mapping(data: Any, where: str) -> dict:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values")
+    return data
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    hint = get_type_hints(DistillConfig)[key]
+    allowed = getattr(hint, "__args__", (hint,))
+    if value is None and type(None) in allowed:
+        return None
+    for t in allowed:
+        if t is type(None):
+            continue
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t in (str, bool, dict) and isinstance(value, t):
+            return value
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise ConfigError(f"{where}: key {key!r} must be {names}, got {type(value).__name__} {value!r}")
+
+
+def merge(config: DistillConfig, updates: dict, where: str) -> DistillConfig:
+    """Return ``config`` with ``updates`` applied; unknown keys and wrong types are errors naming the key."""
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    values = config.to_dict()
+    for key, value in updates.items():
+        key = str(key).replace("-", "_")
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        values[key] = _coerce(key, value, where)
+    return DistillConfig(**values)
+
+
+def resolve(cli: dict, config_file: str | None = None, preset: str | None = None) -> DistillConfig:
+    """defaults < preset < config file < flags given on the command line (``cli`` holds only given flags)."""
+    cfg = DistillConfig()
+    file_values = load_yaml(config_file) if config_file else {}
+    preset = cli.get("preset") or file_values.get("preset") or preset
+    if preset:
+        cfg = merge(cfg, load_preset(preset), f"preset {preset}")
+        cfg.preset = preset
+    cfg = merge(cfg, file_values, str(config_file))
+    cfg = merge(cfg, {k: v for k, v in cli.items() if v is not None}, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DistillConfig) -> None:
+    """Range checks, each naming the flag."""
+    if not cfg.ipc or cfg.ipc <= 0:
+        raise ConfigError(f"--ipc {cfg.ipc}: must be a positive integer")
+    if not 0.0 < cfg.strength <= 1.0:
+        raise ConfigError(f"--strength {cfg.strength}: must be in (0, 1]")
+    if cfg.guidance < 0:
+        raise ConfigError(f"--guidance {cfg.guidance}: must be >= 0")
+    if cfg.steps <= 0:
+        raise ConfigError(f"--steps {cfg.steps}: must be a positive integer")
+    if cfg.size <= 0 or cfg.size % 8:
+        raise ConfigError(f"--size {cfg.size}: must be a positive multiple of 8")
+    if cfg.out_size is not None and cfg.out_size <= 0:
+        raise ConfigError(f"--out-size {cfg.out_size}: must be positive")
+    if cfg.km_expand <= 0:
+        raise ConfigError(f"--km-expand {cfg.km_expand}: must be a positive integer")
+    if cfg.max_per_class is not None and cfg.max_per_class <= 0:
+        raise ConfigError(f"--max-per-class {cfg.max_per_class}: must be positive")
+    for n in ("batch_size", "encode_batch_size", "kmeans_iters"):
+        if getattr(cfg, n) <= 0:
+            raise ConfigError(f"--{n.replace('_', '-')} {getattr(cfg, n)}: must be a positive integer")
+    if cfg.workers < 0:
+        raise ConfigError(f"--workers {cfg.workers}: must be >= 0")
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(cfg, key)!r}: expected one of {', '.join(allowed)}")
+    if "{}" not in cfg.prompt_template:
+        raise ConfigError(f"--prompt-template {cfg.prompt_template!r}: must contain '{{}}' for the class text")
+
+
+def dump(cfg: DistillConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def differing(old: dict, new: DistillConfig, keys: tuple[str, ...]) -> list[str]:
+    values = new.to_dict()
+    return [k for k in keys if old.get(k) != values.get(k)]
