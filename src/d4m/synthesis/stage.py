@@ -1,0 +1,119 @@
+"""Stage 2 orchestration: prototypes -> (img2img denoise) -> codec decode -> PNGs + manifest.jsonl.
+
+Image j of class c starts from prototype j mod C with noise from the generator seeded by (seed, c, j). Work is
+split in fixed batches of the full image list, so a resumed or multi-process run computes every image in the
+same batch as an uninterrupted single-process run and writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from d4m.codec.base import Codec
+from d4m.config import DistillConfig
+from d4m.data.classnames import render_prompt
+from d4m.errors import ModelError
+from d4m.parallel import Topology
+from d4m.runio.atomic import atomic_save_png, atomic_write_text, sha256_file
+from d4m.runio.rundir import RunDir, class_folder, image_name
+from d4m.seeding import cpu_generator, derive_seed
+from d4m.synthesis.generator import Generator, embed_prompts
+from d4m.synthesis.img2img import denoise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    cls: int
+    index: int
+    prototype: int
+    path: str  # relative to the run directory
+
+
+def plan(classes: list[str], ipc: int, prototypes_per_class: int) -> list[ImageJob]:
+    jobs = []
+    for c, name in enumerate(classes):
+        folder = class_folder(c, name, len(classes))
+        for j in range(ipc):
+            jobs.append(ImageJob(c, j, j % prototypes_per_class, f"images/{folder}/{image_name(j, ipc)}"))
+    return jobs
+
+
+def check_channels(codec: Codec, gen: Generator | None, prototypes: torch.Tensor) -> None:
+    if prototypes.shape[2] != codec.latent_channels:
+        raise ModelError(f"prototypes have {prototypes.shape[2]} latent channels but codec {codec.name} has "
+                         f"{codec.latent_channels}: rerun `d4m prototypes` with this codec")
+    if gen is not None and gen.latent_channels != codec.latent_channels:
+        raise ModelError(f"codec {codec.name} has {codec.latent_channels} latent channels but the UNet of "
+                         f"{gen.source} takes {gen.latent_channels}")
+
+
+def to_pil(image: torch.Tensor, out_size: int | None) -> Image.Image:
+    arr = (image.permute(1, 2, 0).float().cpu().numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+    img = Image.fromarray(arr)
+    if out_size and img.size != (out_size, out_size):
+        img = img.resize((out_size, out_size), Image.BICUBIC)
+    return img
+
+
+def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, label_texts: list[str],
+                  classes: list[str], codec: Codec, gen: Generator | None, topo: Topology, device, dtype,
+                  timer=None) -> list[ImageJob]:
+    check_channels(codec, gen, prototypes)
+    jobs = plan(classes, cfg.ipc, prototypes.shape[1])
+    batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
+    todo = [b for b in topo.mine(batches) if not all((run.path / j.path).is_file() for j in b)]
+    prompts = [render_prompt(cfg.prompt_template, t) for t in label_texts]
+    scale = float(gen.info.get("latent_scale", 1.0)) if gen is not None else 1.0
+    cache: dict[int, torch.Tensor] = {}
+    uncond = None
+    if gen is not None and todo and cfg.guidance > 1.0:
+        uncond = embed_prompts(gen, [cfg.negative_prompt], device).to(dtype)
+    bar = tqdm(total=sum(len(b) for b in todo), desc="synthesis", unit="img", disable=not todo)
+    for batch in todo:
+        init = torch.stack([prototypes[j.cls, j.prototype] for j in batch]).to(device, torch.float32)
+        if gen is None:
+            latents = init
+        else:
+            for c in {j.cls for j in batch} - cache.keys():  # each class's text embedded once
+                cache[c] = embed_prompts(gen, [prompts[c]], device).to(dtype)[0]
+            cond = torch.stack([cache[j.cls] for j in batch])
+            gens = [cpu_generator(cfg.seed, "synthesis", j.cls, j.index) for j in batch]
+            latents = denoise(gen.unet, gen.scheduler, (init * scale).to(dtype), cond,
+                              uncond.expand(len(batch), -1, -1) if uncond is not None else None,
+                              strength=cfg.strength, steps=cfg.steps, guidance=cfg.guidance, generators=gens)
+            latents = latents.float() / scale
+        images = codec.decode(latents)
+        for j, img in zip(batch, images):
+            atomic_save_png(run.path / j.path, to_pil(img, cfg.out_size))
+        bar.update(len(batch))
+        if timer is not None:
+            timer.items += len(batch)
+    bar.close()
+    topo.barrier()
+    if topo.is_main:
+        write_manifest(cfg, run, jobs, classes, prompts, codec, gen)
+    topo.barrier()
+    return jobs
+
+
+def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, codec: Codec, gen) -> None:
+    lines = []
+    for j in jobs:
+        lines.append(json.dumps({
+            "file": j.path, "class_index": j.cls, "class_name": classes[j.cls], "prompt": prompts[j.cls],
+            "prototype_index": j.prototype, "seed": derive_seed(cfg.seed, "synthesis", j.cls, j.index),
+            "strength": cfg.strength if gen is not None else None,
+            "guidance": cfg.guidance if gen is not None else None, "steps": cfg.steps if gen is not None else None,
+            "negative_prompt": cfg.negative_prompt if gen is not None else None,
+            "model": gen.source if gen is not None else None, "generator": cfg.generator, "codec": codec.name,
+            "sha256": sha256_file(run.path / j.path)}))
+    atomic_write_text(run.manifest, "\n".join(lines) + "\n")
