@@ -1,0 +1,34 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.tiny_models import make_tiny_sd
+
+torch.set_num_threads(2)
+SHARED = Path(os.environ.get("D4M_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not available (set D4M_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    return make_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def cifar_subset(tmp_path_factory) -> Path:
+    """10 CIFAR-10 classes x 20 training JPEGs (the first 20 files of each class), as an ImageFolder."""
+    src = shared_path("data", "cifar10", "train")
+    dst = tmp_path_factory.mktemp("cifar10-subset")
+    for cls in sorted(p.name for p in src.iterdir()):
+        (dst / cls).mkdir()
+        for f in sorted((src / cls).iterdir())[:20]:
+            (dst / cls / f.name).symlink_to(f)
+    return dst

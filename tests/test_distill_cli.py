@@ -1,0 +1,125 @@
+"""End to end: `d4m distill` on 10 CIFAR-10 classes x 20 images with a tiny random SD-shaped model."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from d4m.cli.main import main
+from tests.conftest import shared_path
+
+
+def _pngs(run):
+    return sorted((run / "images").rglob("*.png"))
+
+
+def test_distill_tiny_model(tmp_path, tiny_sd, cifar_subset):
+    run = tmp_path / "run"
+    rc = main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd), "--size", "64",
+               "--steps", "10", "--out", str(run), "--workers", "0", "--batch-size", "6"])
+    assert rc == 0
+    pngs = _pngs(run)
+    assert len(pngs) == 20
+    assert {Image.open(p).size for p in pngs} == {(32, 32)}
+    assert [p.parent.name for p in pngs[::2]] == ["000_airplane", "001_automobile", "002_bird", "003_cat", "004_deer",
+                                                  "005_dog", "006_frog", "007_horse", "008_ship", "009_truck"]
+    rows = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 20
+    for key in ("class_index", "class_name", "prompt", "prototype_index", "seed", "strength", "guidance", "steps",
+                "model", "sha256"):
+        assert key in rows[0]
+    assert rows[3]["class_name"] == "automobile" and rows[3]["prompt"] == "automobile"
+    assert len({r["seed"] for r in rows}) == 20
+    protos = load_file(run / "prototypes.safetensors")
+    assert protos["prototypes"].shape == (10, 2, 4, 8, 8)
+    assert protos["counts"].sum(1).tolist() == [20] * 10  # every image of every class absorbed
+    with safe_open(run / "prototypes.safetensors", "pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["classes"])[7] == "horse"
+    stages = [json.loads(line)["stage"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert stages == ["prototypes", "synthesis"]
+    cfg = (run / "config.yaml").read_text()
+    assert "strength: 0.7" in cfg and "negative_prompt: cartoon, anime, painting" in cfg and "out_size: 32" in cfg
+
+    # the stages alone give the same images; a rerun resumes without changing anything
+    run2 = tmp_path / "run2"
+    assert main(["prototypes", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd),
+                 "--size", "64", "--out", str(run2), "--workers", "0"]) == 0
+    assert main(["synthesize", "--run", str(run2), "--steps", "10", "--batch-size", "6"]) == 0
+    assert (run2 / "manifest.jsonl").read_text() == (run / "manifest.jsonl").read_text().replace(str(run), str(run2))
+    before = (run / "manifest.jsonl").read_bytes()
+    assert main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd), "--size", "64",
+                 "--steps", "10", "--out", str(run), "--workers", "0", "--batch-size", "6"]) == 0
+    assert (run / "manifest.jsonl").read_bytes() == before
+
+
+def test_other_config_is_refused_without_force(tmp_path, tiny_sd, cifar_subset, capsys):
+    run = tmp_path / "run"
+    base = ["distill", "--data", f"folder:{cifar_subset}", "--ipc", "1", "--model", str(tiny_sd), "--size", "64",
+            "--steps", "10", "--out", str(run), "--workers", "0", "--max-per-class", "4"]
+    assert main(base) == 0
+    first = sorted(p.read_bytes() for p in _pngs(run))
+    assert main(base[:-2] + ["--max-per-class", "4", "--strength", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and "strength" in err
+    assert sorted(p.read_bytes() for p in _pngs(run)) == first  # nothing lost
+    assert main(base + ["--strength", "0.5", "--force"]) == 0
+    assert sorted(p.read_bytes() for p in _pngs(run)) != first
+
+
+def test_decode_with_taef2_no_generator(tmp_path, cifar_subset):
+    taef2 = shared_path("weights", "taef2")
+    run = tmp_path / "run"
+    rc = main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--codec", f"taef2:{taef2}",
+               "--generator", "none", "--size", "64", "--out", str(run), "--workers", "0"])
+    assert rc == 0
+    pngs = _pngs(run)
+    assert len(pngs) == 20 and {Image.open(p).size for p in pngs} == {(32, 32)}
+    protos = load_file(run / "prototypes.safetensors")["prototypes"]
+    assert protos.shape == (10, 2, 32, 8, 8)
+    rows = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines()]
+    assert rows[0]["generator"] == "none" and rows[0]["model"] is None
+
+
+def test_codec_channel_mismatch_is_refused(tmp_path, tiny_sd, cifar_subset, capsys):
+    taef2 = shared_path("weights", "taef2")
+    rc = main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "1", "--codec", f"taef2:{taef2}",
+               "--model", str(tiny_sd), "--size", "64", "--out", str(tmp_path / "r"), "--workers", "0",
+               "--max-per-class", "2"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "32 latent channels" in err and "takes 4" in err
+
+
+@pytest.mark.parametrize("flag,value", [("--strength", "0"), ("--strength", "1.5"), ("--ipc", "0"),
+                                        ("--guidance", "-1"), ("--steps", "0")])
+def test_bad_flags_name_the_flag(tmp_path, cifar_subset, capsys, flag, value):
+    args = ["distill", "--data", f"folder:{cifar_subset}", "--out", str(tmp_path / "r"), flag, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and flag in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_preset_and_config_file(tmp_path, capsys):
+    from d4m.config import preset_names, resolve
+
+    assert {"cifar10-ipc10", "cifar10-ipc50", "cifar100-ipc10", "cifar100-ipc50", "tiny-imagenet-ipc50",
+            "tiny-imagenet-ipc100", "imagenet-ipc10", "imagenet-ipc50", "imagenet-ipc100",
+            "imagenet-ipc200"} <= set(preset_names())
+    cfg = resolve({"preset": "imagenet-ipc10", "data": "imagenet:/x"})
+    assert (cfg.ipc, cfg.km_expand, cfg.strength, cfg.guidance, cfg.steps, cfg.size) == (10, 1, 0.7, 8.0, 50, 512)
+    assert cfg.model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: cifar10-ipc50\nstrength: 0.5\n")
+    cfg = resolve({"guidance": 2.0}, str(path))
+    assert (cfg.ipc, cfg.strength, cfg.guidance) == (50, 0.5, 2.0)
+    path.write_text("strenght: 0.5\n")
+    assert main(["distill", "--config", str(path), "--data", "folder:/x", "--out", str(tmp_path / "r")]) == 2
+    assert "'strenght'" in capsys.readouterr().err
+    path.write_text("ipc: ten\n")
+    assert main(["distill", "--config", str(path), "--data", "folder:/x", "--out", str(tmp_path / "r")]) == 2
+    assert "'ipc'" in capsys.readouterr().err
