@@ -11,7 +11,7 @@ from d4m import __version__
 from d4m.errors import D4MError
 
 # Each module defines ``register(subparsers)``, adding sub-commands whose ``func(args) -> int`` does the work.
-COMMAND_MODULES = ("d4m.cli.distill", "d4m.cli.ttm", "d4m.cli.extras")
+COMMAND_MODULES = ("d4m.cli.distill", "d4m.cli.ttm", "d4m.cli.methods", "d4m.cli.report", "d4m.cli.generator")
 
 
 def build_parser() -> argparse.ArgumentParser:
