@@ -20,6 +20,9 @@ def build_codec(spec: str, model: str | None = None, device="cpu", dtype=torch.f
     if kind == "model":
         if not model:
             raise ConfigError("--codec model needs --model (the diffusion model whose VAE encodes the images)")
+        own = _model_codec(model)
+        if own:  # a generator trained by d4m names the codec it was trained on
+            return build_codec(own, None, device=device, dtype=dtype, posterior=posterior)
         from d4m.codec.vae import VAECodec
 
         return VAECodec(model, subfolder="vae", device=device, dtype=dtype, posterior=posterior)
@@ -36,6 +39,20 @@ def build_codec(spec: str, model: str | None = None, device="cpu", dtype=torch.f
 
         return TAEF2Codec(arg, device=device, dtype=dtype)
     raise ConfigError(f"--codec {spec!r}: unknown codec (one of: model, vae:PATH, taef2:DIR)")
+
+
+def _model_codec(model: str) -> str | None:
+    """The codec named in MODEL/d4m.json when the model has no vae/ of its own."""
+    import json
+    from pathlib import Path
+
+    folder = Path(model).expanduser()
+    info = folder / "d4m.json"
+    if folder.is_dir() and not (folder / "vae").is_dir() and info.is_file():
+        codec = json.loads(info.read_text()).get("codec")
+        if codec and not str(codec).startswith("model"):
+            return str(codec)
+    return None
 
 
 __all__ = ["Codec", "build_codec", "CODEC_KINDS", "ModelError"]
