@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 
 from d4m.errors import ConfigError
@@ -34,6 +33,17 @@ def _where(args) -> tuple[Path, Path, Path, Path]:
     images = Path(args.images).expanduser()
     out = Path(args.out).expanduser() if args.out else images.resolve().parent / "eval"
     return images, out / "labels", out, out / "log.jsonl"
+
+
+def _command(args) -> str:
+    """The command line that reproduces this run, with every option spelled out (defaults resolved)."""
+    words = ["d4m", args.command]
+    for key, value in vars(args).items():
+        if key in ("func", "command", "verbose") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
 
 
 def _common(p: argparse.ArgumentParser, student: bool) -> None:
@@ -96,7 +106,7 @@ def cmd_evaluate(args) -> int:
                   recipe=load_recipe(args.recipe, args.epochs), eval_root=eval_root, labels_root=labels_root,
                   seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
                   size=args.size, device=_device(args.device), workers=args.workers, physical_batch=args.batch_size,
-                  eval_every=args.eval_every, log_path=log, command=shlex.join(["d4m", *sys.argv[1:]]))
+                  eval_every=args.eval_every, log_path=log, command=_command(args))
     summary = run_evaluation(job)
     print(summary_table(summary))
     print(f"results: {eval_root / args.student / job.recipe.name}")

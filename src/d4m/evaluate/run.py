@@ -138,7 +138,7 @@ def summary_table(s: dict) -> str:
 
 def summary_markdown(s: dict) -> str:
     return (f"# d4m evaluate: {s['student']} / {s['recipe']}\n\n{summary_table(s)}\n\n"
-            f"Top-1 in % on {s['val']} (val split), mean ± std over {s['seeds']} seed(s). The headline is the "
-            "last epoch; the best epoch is shown beside it and is optimistic (selected on the val set).\n\n"
+            f"Top-1 in % on the real validation images of {s['val']}, mean ± std over {s['seeds']} seed(s). "
+            "The headline is the last epoch; the best epoch is shown beside it and is optimistic (selected on the val set).\n\n"
             f"Command:\n\n```\n{s['command']}\n```\n\nResolved config:\n\n```json\n"
             f"{json.dumps({'recipe': s['resolved_recipe'], **s['config']}, indent=2)}\n```\n")

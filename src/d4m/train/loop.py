@@ -83,7 +83,7 @@ def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, l
                     if recipe.hard_label_weight:
                         loss = loss + recipe.hard_label_weight * mixed_ce_loss(out, y[sl], partners[sl], batch.mix.lam)
                     (loss * (out.shape[0] / len(x))).backward()
-                    total += float(loss) * out.shape[0]
+                    total += float(loss.detach()) * out.shape[0]
                 optimizer.step()
                 seen += len(x)
             record = {"epoch": epoch + 1, "lr": lr_at(recipe, epoch), "train_loss": total / max(1, seen),
@@ -93,7 +93,8 @@ def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, l
                 model.train()
             history.append(record)
             timer.items += seen
-            bar.set_postfix(loss=f"{record['train_loss']:.4f}", top1=record.get("val_top1", "-"))
+            shown = [h["val_top1"] for h in history if "val_top1" in h]
+            bar.set_postfix(loss=f"{record['train_loss']:.4f}", top1=shown[-1] if shown else "-")
             if ckpt is not None:
                 save_training_state(ckpt, model, optimizer, epoch + 1, history, info)
                 atomic_write_text(Path(out_dir) / "metrics.json", json.dumps(summarise(history, recipe), indent=2))
