@@ -77,3 +77,19 @@ def test_teacher_train_checkpoint_loads_back(tmp_path, capsys):
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="not a safetensors"):
         load_teacher(f"checkpoint:{junk}")
+
+
+def test_torchvision_teacher(tmp_path):
+    from pathlib import Path
+
+    from torchvision.models import ResNet18_Weights
+
+    from d4m.data.classnames import imagenet_table
+
+    with pytest.raises(ModelError, match="no pretrained weights"):
+        load_teacher("torchvision:not_a_model")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet18_Weights.DEFAULT.url).name
+    if not cached.is_file():
+        pytest.skip(f"ResNet-18 ImageNet weights not cached at {cached} (offline)")
+    teacher = load_teacher("torchvision:resnet18", classes=[row[0] for row in imagenet_table()])
+    assert teacher.input_size == 224 and teacher.classes[0] == "tench" and teacher.columns is None

@@ -132,14 +132,14 @@ def cmd_teacher_train(args) -> int:
 
 def cmd_teacher_eval(args) -> int:
     from d4m.evaluate.val import ValSet, default_image_size
-    from d4m.models import load_teacher
+    from d4m.models import class_columns, load_teacher
     from d4m.runio import StageTimer
 
     device = _device(args.device)
-    probe = load_teacher(args.teacher)
-    size = args.size or (default_image_size(args.val) if not args.val.startswith("folder:") else probe.input_size)
+    teacher = load_teacher(args.teacher).to(device)
+    size = args.size or (default_image_size(args.val) if not args.val.startswith("folder:") else teacher.input_size)
     val = ValSet(args.val, size, limit=args.limit, workers=args.workers)
-    teacher = load_teacher(args.teacher, classes=val.classes).to(device)
+    teacher.columns = class_columns(teacher.classes, val.classes, f"--teacher {args.teacher}")
     with StageTimer(Path(args.log) if args.log else None, "teacher-eval", unit="images") as timer:
         top1 = val.top1(teacher, device, args.batch_size)
         timer.items = len(val)
