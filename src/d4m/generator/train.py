@@ -1,0 +1,225 @@
+"""``d4m generator train``: a text-conditioned latent diffusion UNet on a dataset's codec latents.
+
+AdamW with a constant learning rate after warm-up (so extending a run with more steps changes nothing before),
+EMA weights (those are exported), autocast in bf16/fp16 on CUDA, accelerate for device placement and DDP.
+A checkpoint (model, EMA, optimiser, step, loss history) is written atomically every ``checkpoint_every`` steps
+together with the exported model; ``--resume`` continues from it exactly as if never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from d4m.errors import ConfigError, ModelError
+from d4m.generator.unet_presets import PRESETS
+from d4m.runio.atomic import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger(__name__)
+RESUME_FREE = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "mixed_precision", "encode_batch_size")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    codec: str
+    out: str
+    size: int = 64
+    text_encoder: str = "clip"
+    preset: str = "small"
+    epochs: int = 50
+    max_steps: int | None = None
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    ema_decay: float = 0.9999
+    cond_drop: float = 0.1
+    max_tokens: int = 32
+    max_per_class: int | None = None
+    checkpoint_every: int = 500
+    seed: int = 0
+    mixed_precision: str = "auto"
+    device: str = "auto"
+    workers: int = 0
+    encode_batch_size: int = 64
+
+    def validate(self) -> None:
+        checks = [("--epochs", self.epochs >= 1), ("--batch-size", self.batch_size >= 1), ("--lr", self.lr > 0),
+                  ("--cond-drop", 0 <= self.cond_drop < 1), ("--ema-decay", 0 <= self.ema_decay < 1),
+                  ("--size", self.size >= 8 and self.size % 8 == 0), ("--checkpoint-every", self.checkpoint_every >= 1),
+                  ("--max-steps", self.max_steps is None or self.max_steps >= 1),
+                  ("--mixed-precision", self.mixed_precision in ("auto", "no", "bf16", "fp16")),
+                  ("--preset", self.preset in PRESETS)]
+        for flag, ok in checks:
+            if not ok:
+                raise ConfigError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))!r}: invalid value")
+
+
+def _paths(out: Path) -> dict:
+    return {"config": out / "train.json", "ckpt": out / "work" / "checkpoint.pt", "loss": out / "loss.csv",
+            "log": out / "log.jsonl", "work": out / "work"}
+
+
+def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
+    """The checkpoint to continue from (or None); refuse to mix runs or overwrite one silently."""
+    p = _paths(out)
+    if not p["ckpt"].is_file():
+        return None
+    if not resume:
+        raise ConfigError(f"--out {out} already holds a training checkpoint: add --resume, or use a new --out")
+    old = json.loads(p["config"].read_text()) if p["config"].is_file() else {}
+    new = dataclasses.asdict(cfg)
+    diff = [k for k in new if k not in RESUME_FREE and old.get(k) != new[k]]
+    if diff:
+        raise ConfigError(f"--resume: {out} was trained with another configuration ("
+                          + ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff[:3]) + ")")
+    try:
+        return torch.load(p["ckpt"], map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is reported in one line
+        raise ModelError(f"{p['ckpt']}: cannot read the checkpoint ({exc.__class__.__name__})") from None
+
+
+def _mixed_precision(cfg: TrainConfig, device: str) -> str:
+    if cfg.mixed_precision != "auto":
+        return cfg.mixed_precision
+    if not device.startswith("cuda"):
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def write_loss_csv(path: Path, history: list[dict]) -> None:
+    rows = ["step,epoch,loss,lr,samples_per_s"]
+    rows += [f"{h['step']},{h['epoch']:.3f},{h['loss']:.6f},{h['lr']:.3e},{h['samples_per_s']:.2f}" for h in history]
+    atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def run_train(cfg: TrainConfig, resume: bool = False) -> Path:
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from d4m.codec import build_codec
+    from d4m.data import open_dataset
+    from d4m.generator.export import export_generator
+    from d4m.generator.latents import encode_dataset, latent_scale, select_indices
+    from d4m.generator.objective import batch_inputs, diffusion_loss, draw, steps_per_epoch
+    from d4m.generator.text import load_text_encoder
+    from d4m.generator.unet_presets import build_unet, noise_schedulers
+    from d4m.parallel import resolve_device
+    from d4m.runio.stagelog import StageTimer
+
+    cfg.validate()
+    out = Path(cfg.out).expanduser()
+    p = _paths(out)
+    state = check_resume(cfg, out, resume)
+    device = resolve_device(cfg.device)
+    acc = Accelerator(mixed_precision=_mixed_precision(cfg, device), cpu=not device.startswith("cuda"))
+    dev = acc.device
+    if acc.is_main_process:
+        atomic_write_text(p["config"], json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    dataset = open_dataset(cfg.data, "train")
+    with acc.main_process_first():  # the main process encodes; the others read its cache
+        codec = build_codec(cfg.codec, device=dev)
+        latents, targets = encode_dataset(dataset, select_indices(dataset, cfg.max_per_class, cfg.seed), codec,
+                                          p["work"], size=cfg.size, batch_size=cfg.encode_batch_size,
+                                          workers=cfg.workers, seed=cfg.seed)
+    del codec
+    scale = latent_scale(latents)
+    text = load_text_encoder(cfg.text_encoder, cfg.max_tokens, dev)
+    prompts = list(dataset.label_texts) + [""]  # the last row: the empty prompt (unconditional)
+    table = text.embed(prompts, dev)
+    channels, size = latents.shape[2], latents.shape[-1]
+    torch.manual_seed(cfg.seed)
+    unet = build_unet(cfg.preset, channels, size, text.hidden_size)
+    train_sched, sampler = noise_schedulers()
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, model_cls=type(unet),
+                   model_config=unet.config)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr_sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.warmup_steps)
+    step, history = 0, []
+    if state is not None:
+        unet.load_state_dict(state["unet"])
+        opt.load_state_dict(state["optimizer"])
+        lr_sched.load_state_dict(state["lr_scheduler"])
+        ema.load_state_dict(state["ema"])
+        step, history = int(state["step"]), list(state["history"])
+        log.info("resuming %s at step %d", out, step)
+    unet, opt = acc.prepare(unet, opt)
+    if state is not None and state.get("scaler") is not None and acc.scaler is not None:
+        acc.scaler.load_state_dict(state["scaler"])
+    ema.to(dev)
+    n, spe = latents.shape[0], steps_per_epoch(latents.shape[0], cfg.batch_size)
+    total = cfg.max_steps or cfg.epochs * spe
+    n_params = sum(x.numel() for x in unet.parameters())
+    info_base = {"latent_scale": scale, "codec": cfg.codec, "size": cfg.size, "classes": list(dataset.classes),
+                 "label_texts": list(dataset.label_texts), "prompt_template": "{}",
+                 "text_attention_mask": text.attention_mask, "text_encoder": cfg.text_encoder,
+                 "latent_shape": list(latents.shape[2:]), "train_images": n, "unet_params": n_params,
+                 "train": dataclasses.asdict(cfg)}
+
+    def save(step_now: int) -> None:
+        if not acc.is_main_process:
+            return
+        model = acc.unwrap_model(unet)
+        blob = io.BytesIO()
+        torch.save({"unet": model.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
+                    "ema": ema.state_dict(), "step": step_now, "history": history,
+                    "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}, blob)
+        atomic_write_bytes(p["ckpt"], blob.getvalue())
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+        info = dict(info_base, step=step_now, epoch=round(step_now / spe, 3),
+                    final_loss=history[-1]["loss"] if history else None)
+        export_generator(out, model, sampler, text, info)
+        ema.restore(model.parameters())
+        write_loss_csv(p["loss"], history)
+
+    log.info("training %s UNet (%.2f M params) on %d latents %s, %d steps (%.1f epochs), batch %d, %s",
+             cfg.preset, n_params / 1e6, n, tuple(latents.shape[2:]), total, total / spe, cfg.batch_size, dev)
+    bar = tqdm(total=total, initial=step, desc="generator train", unit="step", disable=not acc.is_main_process)
+    window, t0, seen0 = [], time.perf_counter(), step
+    every = math.gcd(cfg.checkpoint_every, 50)  # loss rows never straddle a checkpoint, so resume repeats them
+    unet.train()
+    with StageTimer(p["log"] if acc.is_main_process else None, "generator-train", unit="samples",
+                    device=str(dev), world=acc.num_processes) as timer:
+        while step < total:
+            batch = draw(step, n, cfg.batch_size, cfg.seed, latents.shape[2:],
+                         train_sched.config.num_train_timesteps, cfg.cond_drop).shard(acc.process_index,
+                                                                                      acc.num_processes)
+            x0, rows = batch_inputs(batch, latents, targets, scale, len(prompts) - 1, dev)
+            with acc.autocast():
+                loss = diffusion_loss(unet, train_sched, x0, table[rows], batch.noise, batch.t)
+            acc.backward(loss)
+            acc.clip_grad_norm_(unet.parameters(), 1.0)
+            opt.step()
+            lr_sched.step()
+            opt.zero_grad(set_to_none=True)
+            ema.step(acc.unwrap_model(unet).parameters())
+            step += 1
+            timer.items += cfg.batch_size
+            window.append(float(acc.reduce(loss.detach(), "mean")))
+            bar.update(1)
+            bar.set_postfix(loss=f"{window[-1]:.4f}", epoch=f"{step / spe:.2f}")
+            if step % every == 0 or step == total:
+                rate = (step - seen0) * cfg.batch_size / (time.perf_counter() - t0)
+                history.append({"step": step, "epoch": step / spe, "loss": sum(window) / len(window),
+                                "lr": lr_sched.get_last_lr()[0], "samples_per_s": rate})
+                window = []
+            if step % cfg.checkpoint_every == 0 or step == total:
+                save(step)
+    bar.close()
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        log.info("trained to step %d, loss %.4f, %.1f samples/s; model in %s", step,
+                 history[-1]["loss"] if history else float("nan"), timer.record.get("samples_per_s") or 0, out)
+    return out

