@@ -1,0 +1,158 @@
+"""Render BENCHMARKS.md from bench/results/*.json (written by the benchmarks). Only measured numbers appear."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _load(name: str, quick: bool) -> dict | None:
+    for stem in ([f"{name}_quick", name] if quick else [name, f"{name}_quick"]):
+        path = HERE / "results" / f"{stem}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def _yes(flag) -> str:
+    return "n/a" if flag is None else ("yes" if flag else "**no**")
+
+
+def _mib(b) -> str:
+    return f"{b / 2**20:,.2f} MiB"
+
+
+def synthesis(r: dict) -> list[str]:
+    s = r["settings"]
+    rows = [f"Command: `{r['command']}` — {r['machine']['date']}", "",
+            f"Settings: UNet widths {s['unet_widths']} (SD1.5 block structure), latents {s['latent']}x{s['latent']}, "
+            f"{s['denoising_steps']} denoising steps (PNDM, 50 steps x strength {s['strength']}), CFG {s['cfg']}, "
+            f"{s['images']} images per side per rep, d4m batch {s['batch']}, {s['reps']} interleaved reps, "
+            f"{s['threads']} torch thread(s), {s['device']} {s['dtype']}. Max |difference| of the decoded images "
+            f"(same seeds): {r['max_abs_diff']:.1e}.", "",
+            "| measure | d4m (batched denoise) | official (pipeline, 1 image/call) | ratio | target | met? |",
+            "|---|---|---|---|---|---|",
+            f"| images/s (wall) | {r['d4m_img_s']:.3f} | {r['baseline_img_s']:.3f} | {r['ratio']:.2f}x | >= 3x | "
+            f"{_yes(r['ratio'] >= 3)} |"]
+    if "cpu_ratio" in r:
+        rows.append(f"| CPU s/image | {r['d4m_cpu_s_per_img']:.3f} | {r['baseline_cpu_s_per_img']:.3f} | "
+                    f"{r['cpu_ratio']:.2f}x | >= 3x | {_yes(r['cpu_ratio'] >= 3)} |")
+    if "d4m_max_mem_gib" in r:
+        rows.append(f"| s/image | {r['d4m_s_per_img']:.3f} | {r['baseline_s_per_img']:.3f} | | | |")
+        rows.append(f"| max_memory_allocated | {r['d4m_max_mem_gib']:.2f} GiB | {r['baseline_max_mem_gib']:.2f} GiB "
+                    f"| | | |")
+    rows += ["", "Per-rep wall ratios: " + ", ".join(f"{x:.2f}" for x in r["ratios"])
+             + ("; CPU ratios: " + ", ".join(f"{x:.2f}" for x in r["cpu_ratios"]) if "cpu_ratios" in r else "")]
+    return rows
+
+
+def kmeans(r: dict) -> list[str]:
+    rows = [f"Command: `{r['command']}` — {r['machine']['date']}", "",
+            f"Per class: {r['configs'][0]['points']} latents of {r['configs'][0]['dim']} float32 values (mixture of "
+            f"Gaussians), {r['configs'][0]['classes']} classes (independent draws) per configuration, "
+            f"{r['threads']} thread(s). Times are medians per class; ratios are medians of per-class ratios. "
+            "Inertia: float64, all points, the same function for every method.", "",
+            "| IPC | km_expand (buffer) | d4m mode | d4m s (wall / CPU) | sklearn s (wall / CPU) | speed-up wall | "
+            "speed-up CPU | inertia d4m/sklearn | target | met? |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in r["configs"]:
+        for mode in ("online", "full"):
+            rows.append(f"| {c['ipc']} | {c['km_expand']} ({c['buffer']}) | {mode} | {c[mode + '_s']:.3f} / "
+                        f"{c[mode + '_cpu_s']:.3f} | {c['sklearn_s']:.3f} / {c['sklearn_cpu_s']:.3f} | "
+                        f"{c[mode + '_speedup']:.2f}x | {c[mode + '_cpu_speedup']:.2f}x | "
+                        f"{c[mode + '_inertia_ratio']:.4f} | >= 10x at <= 1.0 | {_yes(c[mode + '_met'])} |")
+    return rows
+
+
+def storage(r: dict) -> list[str]:
+    p, l = r["prototypes"], r["labels"]
+    rows = [f"Command: `{r['command']}` — {r['machine']['date']}", "",
+            f"Prototypes {p['shape']} (CIFAR-10 IPC 10 at the paper's 512x512 encode):", "",
+            "| file | bytes | ratio vs official JSON | target | met? |", "|---|---|---|---|---|",
+            f"| official float64 JSON | {p['json_bytes']:,} | 1x | | |",
+            f"| d4m prototypes.safetensors fp32 | {p['fp32_bytes']:,} | {p['fp32_ratio']:.2f}x | >= 8x | "
+            f"{_yes(p['fp32_ratio'] >= 8)} |",
+            f"| d4m prototypes.safetensors fp16 | {p['fp16_bytes']:,} | {p['fp16_ratio']:.2f}x | >= 8x | "
+            f"{_yes(p['fp16_ratio'] >= 8)} |", "",
+            f"fp32 holds the JSON's numbers exactly: {p['fp32_exact']}; fp16 max relative error "
+            f"{p['fp16_max_rel_err']:.1e}.", "",
+            f"Soft labels for one stream: {l['images']:,} images (ImageNet IPC 10), {l['classes']} classes, "
+            f"{l['epochs']} epochs, batch {l['batch']}:", "",
+            "| storage | bytes | bytes / image-epoch | ratio vs FKD-style | target | met? |", "|---|---|---|---|---|---|",
+            f"| FKD/SRe2L-style: torch.save per batch per epoch, fp16 logits + crop/flip/mix params "
+            f"({l['fkd_files']} files) | {l['fkd_bytes']:,} | {l['fkd_per_image_epoch']:.1f} | 1x | | |"]
+    for key in sorted(k[:-6] for k in l if k.endswith("_ratio")):
+        target = ">= 20x" if key.startswith("top") else "-"
+        met = _yes(l[key + "_ratio"] >= 20) if key.startswith("top") else "n/a"
+        rows.append(f"| d4m LabelStore {key} | {l[key + '_bytes']:,} | {l[key + '_per_image_epoch']:.1f} | "
+                    f"{l[key + '_ratio']:.1f}x | {target} | {met} |")
+    a = r.get("accuracy")
+    if a and not a.get("skipped"):
+        rows += ["", f"Accuracy cost of top-k (CIFAR-10, 10 real images/class, ResNet-20 teacher, ConvNet-W128 "
+                     f"student, {a['epochs']} epochs, {a['seeds']} seed(s), {a['val_images']} test images):", "",
+                 "| stored labels | top-1 % (last epoch, mean over seeds) | label bytes |", "|---|---|---|",
+                 f"| full fp16 | {a['full_top1']} | {a['full_label_store'].get('bytes'):,} |",
+                 f"| top-3 | {a['top3_top1']} | {a['top3_label_store'].get('bytes'):,} |", "",
+                 f"Change with top-3: {a.get('top1_delta', float('nan')):+.2f} points."]
+    return rows
+
+
+def memory(r: dict) -> list[str]:
+    rows = [f"Command: `{r['command']}` — {r['machine']['date']}", "",
+            f"`d4m prototypes` in a subprocess per run, CIFAR-10 JPEGs, {r['classes']} classes, --size {r['size']}, "
+            f"--ipc {r['ipc']}, random-weight SD-shaped VAE, --workers 0; peak RSS from os.wait4.", "",
+            "| k-means mode | scale | images | peak RSS | all latents (if held) | time s |", "|---|---|---|---|---|---|"]
+    for run in r["runs"]:
+        rows.append(f"| {run['mode']} | {run['scale']}x | {run['images']:,} | {_mib(run['peak_rss_bytes'])} | "
+                    f"{_mib(run['all_latents_bytes'])} | {run['seconds']:.0f} |")
+    rows += ["", "| k-means mode | peak 2x / 1x | peak 4x / 1x | target | met? |", "|---|---|---|---|---|"]
+    for mode in ("online", "full"):
+        if f"{mode}_ratio_4x" in r:
+            ok = r[f"{mode}_ratio_4x"] <= 1.05 and r[f"{mode}_ratio_2x"] <= 1.05
+            rows.append(f"| {mode} | {r[f'{mode}_ratio_2x']:.3f}x | {r[f'{mode}_ratio_4x']:.3f}x | "
+                        f"{'flat (<= 1.05x)' if mode == 'online' else 'none (caches a class by design)'} | "
+                        f"{_yes(ok) if mode == 'online' else 'n/a'} |")
+    return rows
+
+
+SECTIONS = (("1. Synthesis throughput (`bench/synthesis.py`)", "synthesis", synthesis),
+            ("2. Per-class k-means (`bench/kmeans.py`)", "kmeans", kmeans),
+            ("3. Storage (`bench/storage.py`)", "storage", storage),
+            ("4. Prototype-stage memory (`bench/memory.py`)", "memory", memory))
+
+
+def render(quick: bool = False, notes: str = "") -> str:
+    results = {name: _load(name, quick) for _, name, _ in SECTIONS}
+    any_r = next((r for r in results.values() if r), None)
+    m = any_r["machine"] if any_r else {}
+    out = ["# d4m benchmarks", "",
+           f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores (shared with other jobs while measuring), "
+           f"Python {m.get('python', '?')}, torch {m.get('torch', '?')}. No GPU.", "",
+           "Run everything: `python bench/run_all.py [--quick]` (rewrites this file from `bench/results/*.json`); "
+           "one benchmark: `python bench/<name>.py [--quick]`. Each benchmark runs d4m and its baseline in the same "
+           "process, interleaved, and reports the median of the per-rep ratios. The cores were shared with other "
+           "jobs (load average well above the core count), so wall times are noisy; the CPU-time columns "
+           "(single-threaded, time.process_time) are the steadier measure of work.", ""]
+    for title, name, fn in SECTIONS:
+        out += [f"## {title}", ""]
+        out += fn(results[name]) if results[name] else ["(not run)"]
+        out.append("")
+    if notes:
+        out += [notes.strip(), ""]
+    return "\n".join(out)
+
+
+def write_report(quick: bool = False) -> Path:
+    notes_path = HERE / "NOTES.md"
+    notes = notes_path.read_text() if notes_path.is_file() else ""
+    path = ROOT / "BENCHMARKS.md"
+    path.write_text(render(quick, notes))
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_report(quick="--quick" in sys.argv))
