@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from d4m.errors import ConfigError, ModelError
 from d4m.labels.feed import StreamImages, iterate_epoch, num_batches
-from d4m.runio import StageTimer, atomic_write_bytes, atomic_write_text
+from d4m.runio import StageTimer, atomic_write_text
+from d4m.runio.tensors import load_tensors, save_tensors
 
 FORMATS = ("fp16", "fp32", "topk")
 
@@ -81,21 +82,15 @@ class LabelStore:
         atomic_write_text(self.meta_path, json.dumps(meta, indent=2) + "\n")
 
     def write_epoch(self, epoch: int, logits: torch.Tensor, checksums: list[str], fmt: str, k: int) -> None:
-        from safetensors.torch import save
-
-        info = {"epoch": str(epoch), "format": fmt, "k": str(k), "checksums": json.dumps(checksums)}
-        atomic_write_bytes(self.epoch_path(epoch), save(encode(logits, fmt, k), metadata=info))
+        info = {"epoch": epoch, "format": fmt, "k": k, "checksums": checksums}
+        save_tensors(self.epoch_path(epoch), encode(logits, fmt, k), info)
 
     def read_epoch(self, epoch: int, num_classes: int) -> tuple[torch.Tensor, list[str]]:
-        from safetensors import safe_open
-
         path = self.epoch_path(epoch)
         if not path.is_file():
             raise ConfigError(f"{path}: missing (stored labels cover fewer epochs; rerun `d4m relabel`)")
-        with safe_open(str(path), framework="pt") as fh:
-            checksums = json.loads(fh.metadata()["checksums"])
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        return decode(tensors, num_classes), checksums
+        tensors, info = load_tensors(path)
+        return decode(tensors, num_classes), info["checksums"]
 
 
 def relabel(data: StreamImages, teacher, store: LabelStore, epochs: int, fmt: str = "fp16", k: int = 0,

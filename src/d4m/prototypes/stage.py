@@ -7,12 +7,10 @@ then gathers the parts into ``prototypes.safetensors``: [classes, IPC, C, H, W] 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
 import torch
-from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from d4m.codec.base import Codec
@@ -22,8 +20,8 @@ from d4m.errors import DataError
 from d4m.parallel import Topology
 from d4m.prototypes.encode import class_latents, rebatch
 from d4m.prototypes.kmeans import OnlineKMeans, kmeans_plus_plus, lloyd_accumulate, lloyd_update
-from d4m.runio.atomic import atomic_write_bytes
 from d4m.runio.rundir import RunDir
+from d4m.runio.tensors import load_tensors, save_tensors
 from d4m.seeding import cpu_generator
 
 log = logging.getLogger(__name__)
@@ -137,9 +135,8 @@ def run_prototypes(cfg: DistillConfig, run: RunDir, dataset: LabeledImages, code
         if centres.shape[0] < cfg.ipc:  # --allow-short: reuse the class's prototypes cyclically
             reps = [j % centres.shape[0] for j in range(cfg.ipc)]
             centres, counts = centres[reps], torch.where(torch.arange(cfg.ipc) < len(res.counts), counts[reps], 0)
-        meta = {"inertia": repr(res.inertia), "used": str(res.used), "skipped": json.dumps(res.skipped)}
-        tensors = {"centres": centres.cpu().contiguous(), "counts": counts.cpu().contiguous()}
-        atomic_write_bytes(_part_path(run, c), save(tensors, metadata=meta))
+        meta = {"inertia": res.inertia, "used": res.used, "skipped": res.skipped}
+        save_tensors(_part_path(run, c), {"centres": centres, "counts": counts}, meta)
         if timer is not None:
             timer.items += res.used
     topo.barrier()
@@ -149,39 +146,26 @@ def run_prototypes(cfg: DistillConfig, run: RunDir, dataset: LabeledImages, code
 
 
 def assemble(cfg: DistillConfig, run: RunDir, dataset: LabeledImages, codec: Codec, per_class) -> None:
-    from safetensors import safe_open
-
     centres, counts, inertia, used, skipped = [], [], [], [], []
     for c in range(len(per_class)):
-        path = _part_path(run, c)
-        part = load_file(path)
-        with safe_open(path, "pt") as fh:
-            meta = fh.metadata()
+        part, meta = load_tensors(_part_path(run, c))
         centres.append(part["centres"])
         counts.append(part["counts"])
         inertia.append(float(meta["inertia"]))
         used.append(int(meta["used"]))
-        skipped.append(json.loads(meta["skipped"]))
+        skipped.append(meta["skipped"])
     dtype = torch.float16 if cfg.prototype_dtype == "float16" else torch.float32
     tensors = {"prototypes": torch.stack(centres).to(dtype).contiguous(), "counts": torch.stack(counts),
                "inertia": torch.tensor(inertia, dtype=torch.float64), "used": torch.tensor(used)}
-    metadata = {"format": "d4m.prototypes/1", "classes": json.dumps(dataset.classes),
-                "label_texts": json.dumps(dataset.label_texts), "codec": json.dumps(codec.describe()),
-                "kmeans": cfg.kmeans, "ipc": str(cfg.ipc), "size": str(cfg.size), "seed": str(cfg.seed),
-                "data": str(cfg.data), "skipped": json.dumps(skipped)}
-    atomic_write_bytes(run.prototypes, save(tensors, metadata=metadata))
+    metadata = {"format": "d4m.prototypes/1", "classes": dataset.classes, "label_texts": dataset.label_texts,
+                "codec": codec.describe(), "kmeans": cfg.kmeans, "ipc": cfg.ipc, "size": cfg.size, "seed": cfg.seed,
+                "data": str(cfg.data), "skipped": skipped}
+    save_tensors(run.prototypes, tensors, metadata)
     log.info("wrote %s: %s", run.prototypes, tuple(tensors["prototypes"].shape))
 
 
 def load_prototypes(path) -> tuple[dict, dict]:
-    """(tensors, metadata with JSON fields decoded) of a prototypes.safetensors file."""
-    from safetensors import safe_open
-
+    """(tensors, metadata) of a prototypes.safetensors file."""
     if not path.is_file():
         raise DataError(f"{path}: no prototypes (run `d4m prototypes` first)")
-    tensors = load_file(path)
-    with safe_open(path, "pt") as fh:
-        meta = dict(fh.metadata())
-    for key in ("classes", "label_texts", "codec", "skipped"):
-        meta[key] = json.loads(meta[key])
-    return tensors, meta
+    return load_tensors(path)

@@ -16,6 +16,15 @@ from typing import Callable
 from d4m.errors import D4MError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp alone gives 0600)
+
+
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
     path = Path(path)
     try:
@@ -28,6 +37,7 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Non
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _MODE)
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
