@@ -54,3 +54,24 @@ def test_image_does_not_depend_on_its_batch(tiny_sd):
                    generators=[cpu_generator(5, c) for c in range(3)], **kw)
     single = denoise(gen.unet, gen.scheduler, init[2:], cond[2:], uncond[2:], generators=[cpu_generator(5, 2)], **kw)
     torch.testing.assert_close(full[2:], single, rtol=1e-4, atol=1e-5)
+
+
+def test_from_noise_equals_stock_text_to_image(tiny_sd):
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+
+    from d4m.seeding import randn
+
+    gen = load_generator(str(tiny_sd))
+    vae = AutoencoderKL.from_pretrained(tiny_sd, subfolder="vae")
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=gen.text_encoder, tokenizer=gen.tokenizer, unet=gen.unet,
+                                   scheduler=gen.scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    noise = torch.stack([randn((4, 8, 8), cpu_generator(2, i)) for i in range(2)])
+    expected = pipe(prompt=["cat", "ship"], latents=noise, guidance_scale=8.0, num_inference_steps=10, height=64,
+                    width=64, negative_prompt=["cartoon, anime, painting"] * 2, output_type="latent").images
+    cond = embed_prompts(gen, ["cat", "ship"], "cpu")
+    uncond = embed_prompts(gen, ["cartoon, anime, painting"], "cpu").expand(2, -1, -1)
+    ours = denoise(gen.unet, gen.scheduler, torch.full((2, 4, 8, 8), 7.0), cond, uncond, strength=0.3, steps=10,
+                   guidance=8.0, generators=[cpu_generator(2, i) for i in range(2)], from_noise=True)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)

@@ -43,6 +43,7 @@ class DistillConfig:
     kmeans_tol: float = 1e-4
     prototype_dtype: str = "float32"
     # stage 2: synthesis
+    init: str = "prototypes"  # "prototypes" (D4M) or "noise" (pure noise, full schedule: the w/o-prototype ablation)
     strength: float = 0.7
     guidance: float = 8.0
     steps: int = 50
@@ -67,9 +68,9 @@ class DistillConfig:
 # Keys that change what a stage writes; a run directory made with other values is refused without --force.
 PROTOTYPE_KEYS = ("data", "ipc", "max_per_class", "allow_short", "strict", "codec", "posterior", "size", "kmeans",
                   "km_expand", "kmeans_iters", "kmeans_tol", "prototype_dtype", "seed")
-SYNTHESIS_KEYS = ("model", "generator", "scheduler", "strength", "guidance", "steps", "prompt_template",
+SYNTHESIS_KEYS = ("model", "generator", "init", "scheduler", "strength", "guidance", "steps", "prompt_template",
                   "negative_prompt", "out_size", "dtype")
-CHOICES = {"kmeans": ("online", "full"), "posterior": ("sample", "mean"), "generator": ("model", "none"),
+CHOICES = {"kmeans": ("online", "full"), "init": ("prototypes", "noise"), "posterior": ("sample", "mean"), "generator": ("model", "none"),
            "prototype_dtype": ("float32", "float16"), "dtype": ("auto", "float32", "float16", "bfloat16")}
 
 

@@ -46,6 +46,7 @@ def _flags(p: argparse.ArgumentParser, stage: str) -> None:
             a("--run", required=True, help="run directory holding prototypes.safetensors (from `d4m prototypes`)")
             a("--ipc", type=int, help="images per class (default: the prototypes'; more reuse prototypes)")
         a("--generator", help="model (img2img with the model's UNet, default) | none (decode prototypes)")
+        a("--init", help="prototypes (D4M, default) | noise (pure noise, full schedule: Table 4 'w/o PT')")
         a("--strength", type=float, help="noise strength in (0, 1] (paper 0.7)")
         a("--guidance", type=float, help="classifier-free guidance scale (paper 8)")
         a("--steps", type=int, help="scheduler steps for strength 1 (paper 50: 35 denoising steps at 0.7)")
@@ -106,7 +107,7 @@ def execute(cfg: DistillConfig, run, stage: str, force: bool = False) -> int:
     from d4m.codec import build_codec
     from d4m.data import DataSpec, open_dataset
     from d4m.parallel import resolve_device, topology
-    from d4m.prototypes.stage import load_prototypes, run_prototypes
+    from d4m.prototypes.stage import class_indices, load_prototypes, run_prototypes
     from d4m.runio.stagelog import StageTimer
     from d4m.synthesis.generator import check_model_dir, load_generator
     from d4m.synthesis.stage import run_synthesis
@@ -120,6 +121,7 @@ def execute(cfg: DistillConfig, run, stage: str, force: bool = False) -> int:
     dataset = None
     if stage in ("prototypes", "distill"):
         dataset = open_dataset(cfg.data, "train")
+        class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
         if cfg.out_size is None:
             spec = DataSpec.parse(cfg.data)
             cfg.out_size = DATASET_RESOLUTION.get(spec.kind) or dataset.load(0).size[0]
@@ -145,7 +147,7 @@ def execute(cfg: DistillConfig, run, stage: str, force: bool = False) -> int:
             gen = load_generator(cfg.model, device=device, dtype=dtype, scheduler=cfg.scheduler)
         with StageTimer(run.log, "synthesis", unit="images", device=device, world=topo.world) as t:
             run_synthesis(cfg, run, tensors["prototypes"].float(), meta["label_texts"], meta["classes"], codec,
-                          gen, topo, device, dtype, timer=t)
+                          gen, topo, device, dtype, timer=t, skipped=meta.get("skipped"))
         if topo.is_main:
             log.info("synthesis: %.1f s, %s images/s; images in %s", t.record["wall_s"],
                      t.record["images_per_s"], run.images)

@@ -31,19 +31,25 @@ def img2img_timesteps(scheduler, steps: int, strength: float, device) -> tuple[t
 @torch.no_grad()
 def denoise(unet, scheduler, init_latents: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None, *,
             strength: float, steps: int, guidance: float, generators: Sequence[torch.Generator],
-            eta: float = 0.0, callback: Callable[[int], None] | None = None) -> torch.Tensor:
+            eta: float = 0.0, callback: Callable[[int], None] | None = None,
+            from_noise: bool = False) -> torch.Tensor:
     """Noise ``init_latents`` to the strength's first timestep and denoise them; returns the final latents.
 
     ``cond`` / ``uncond`` are per-image text embeddings [B, L, D]; guidance <= 1 disables classifier-free guidance.
+    ``from_noise``: ignore ``init_latents`` (only their shape is used) and run the full schedule from pure noise
+    scaled by the scheduler's ``init_noise_sigma``, as text-to-image does (the paper's "w/o prototypes" ablation).
     """
     device, dtype = init_latents.device, cond.dtype
     scheduler = copy.deepcopy(scheduler)
-    timesteps, _ = img2img_timesteps(scheduler, steps, strength, device)
+    timesteps, _ = img2img_timesteps(scheduler, steps, 1.0 if from_noise else strength, device)
     if len(timesteps) == 0:
         return init_latents
     b = init_latents.shape[0]
     noise = torch.stack([randn(init_latents.shape[1:], g, device, dtype) for g in generators])
-    latents = scheduler.add_noise(init_latents.to(dtype), noise, timesteps[:1].repeat(b))
+    if from_noise:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(init_latents.to(dtype), noise, timesteps[:1].repeat(b))
     cfg = guidance > 1.0
     embeds = torch.cat([uncond, cond]) if cfg else cond
     params = set(inspect.signature(scheduler.step).parameters)

@@ -66,7 +66,11 @@ def to_pil(image: torch.Tensor, out_size: int | None) -> Image.Image:
 
 def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, label_texts: list[str],
                   classes: list[str], codec: Codec, gen: Generator | None, topo: Topology, device, dtype,
-                  timer=None) -> list[ImageJob]:
+                  timer=None, skipped: list[list[str]] | None = None) -> list[ImageJob]:
+    """Write every image of the plan that is not on disk yet, then (main process) the manifest.
+
+    ``skipped`` lists, per class, the source files that could not be decoded; their count goes in the manifest.
+    """
     check_channels(codec, gen, prototypes)
     jobs = plan(classes, cfg.ipc, prototypes.shape[1])
     batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
@@ -77,43 +81,46 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
     uncond = None
     if gen is not None and todo and cfg.guidance > 1.0:
         uncond = embed_prompts(gen, [cfg.negative_prompt], device).to(dtype)
-    bar = tqdm(total=sum(len(b) for b in todo), desc="synthesis", unit="img", disable=not todo)
-    for batch in todo:
-        init = torch.stack([prototypes[j.cls, j.prototype] for j in batch]).to(device, torch.float32)
-        if gen is None:
-            latents = init
-        else:
-            for c in {j.cls for j in batch} - cache.keys():  # each class's text embedded once
-                cache[c] = embed_prompts(gen, [prompts[c]], device).to(dtype)[0]
-            cond = torch.stack([cache[j.cls] for j in batch])
-            gens = [cpu_generator(cfg.seed, "synthesis", j.cls, j.index) for j in batch]
-            latents = denoise(gen.unet, gen.scheduler, (init * scale).to(dtype), cond,
-                              uncond.expand(len(batch), -1, -1) if uncond is not None else None,
-                              strength=cfg.strength, steps=cfg.steps, guidance=cfg.guidance, generators=gens)
-            latents = latents.float() / scale
-        images = codec.decode(latents)
-        for j, img in zip(batch, images):
-            atomic_save_png(run.path / j.path, to_pil(img, cfg.out_size))
-        bar.update(len(batch))
-        if timer is not None:
-            timer.items += len(batch)
-    bar.close()
+    with tqdm(total=sum(len(b) for b in todo), desc="synthesis", unit="img", disable=not todo) as bar:
+        for batch in todo:
+            init = torch.stack([prototypes[j.cls, j.prototype] for j in batch]).to(device, torch.float32)
+            if gen is None:
+                latents = init
+            else:
+                for c in {j.cls for j in batch} - cache.keys():  # each class's text embedded once
+                    cache[c] = embed_prompts(gen, [prompts[c]], device).to(dtype)[0]
+                cond = torch.stack([cache[j.cls] for j in batch])
+                gens = [cpu_generator(cfg.seed, "synthesis", j.cls, j.index) for j in batch]
+                latents = denoise(gen.unet, gen.scheduler, (init * scale).to(dtype), cond,
+                                  uncond.expand(len(batch), -1, -1) if uncond is not None else None,
+                                  strength=cfg.strength, steps=cfg.steps, guidance=cfg.guidance, generators=gens,
+                                  from_noise=cfg.init == "noise")
+                latents = latents.float() / scale
+            images = codec.decode(latents)
+            for j, img in zip(batch, images):
+                atomic_save_png(run.path / j.path, to_pil(img, cfg.out_size))
+            bar.update(len(batch))
+            if timer is not None:
+                timer.items += len(batch)
     topo.barrier()
     if topo.is_main:
-        write_manifest(cfg, run, jobs, classes, prompts, codec, gen)
+        write_manifest(cfg, run, jobs, classes, prompts, codec, gen, skipped)
     topo.barrier()
     return jobs
 
 
-def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, codec: Codec, gen) -> None:
+def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, codec: Codec, gen,
+                   skipped: list[list[str]] | None = None) -> None:
     lines = []
+    skipped = skipped or [[] for _ in classes]
     for j in jobs:
         lines.append(json.dumps({
             "file": j.path, "class_index": j.cls, "class_name": classes[j.cls], "prompt": prompts[j.cls],
             "prototype_index": j.prototype, "seed": derive_seed(cfg.seed, "synthesis", j.cls, j.index),
-            "strength": cfg.strength if gen is not None else None,
+            "init": cfg.init if gen is not None else None,
+            "strength": (cfg.strength if cfg.init == "prototypes" else 1.0) if gen is not None else None,
             "guidance": cfg.guidance if gen is not None else None, "steps": cfg.steps if gen is not None else None,
             "negative_prompt": cfg.negative_prompt if gen is not None else None,
             "model": gen.source if gen is not None else None, "generator": cfg.generator, "codec": codec.name,
-            "sha256": sha256_file(run.path / j.path)}))
+            "source_files_skipped": len(skipped[j.cls]), "sha256": sha256_file(run.path / j.path)}))
     atomic_write_text(run.manifest, "\n".join(lines) + "\n")
