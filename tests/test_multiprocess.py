@@ -1,0 +1,33 @@
+"""Two CPU processes (torchrun, gloo) write the same bytes as one."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from d4m.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tree(run: Path) -> dict:
+    files = {p.relative_to(run).as_posix(): p.read_bytes() for p in (run / "images").rglob("*.png")}
+    for name in ("prototypes.safetensors", "manifest.jsonl"):
+        files[name] = (run / name).read_bytes()
+    return files
+
+
+def test_two_process_distill_is_byte_identical(tmp_path, tiny_sd, cifar_subset):
+    args = ["distill", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd), "--size", "64",
+            "--steps", "6", "--batch-size", "4", "--workers", "0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(args + ["--out", str(one)]) == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "d4m",
+                           *args, "--out", str(two), "--device", "cpu"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = _tree(one), _tree(two)
+    assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
+    ranks = {line.split('"pid": ')[1].split(",")[0] for line in (two / "log.jsonl").read_text().splitlines()}
+    assert len(ranks) == 2  # both processes did work and logged it
