@@ -18,9 +18,9 @@ import torch
 
 def squared_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """[n, d] x [k, d] -> [n, k] squared Euclidean distances (float32 and above, clamped at 0)."""
-    x2 = (x * x).sum(1, keepdim=True)
-    c2 = (centres * centres).sum(1)
-    return (x2 - 2.0 * (x @ centres.T) + c2).clamp_min_(0.0)
+    x2 = torch.linalg.vector_norm(x, dim=1).square_()[:, None]
+    c2 = torch.linalg.vector_norm(centres, dim=1).square_()
+    return torch.addmm(x2 + c2, x, centres.T, alpha=-2.0).clamp_min_(0.0)
 
 
 def assign(x: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,8 +94,10 @@ class OnlineKMeans:
 
 def lloyd_accumulate(x: torch.Tensor, centres: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
     """Add one batch to the running per-centre sums/counts (in place); return the batch's inertia."""
-    labels, dist = assign(x.float(), centres)
-    sums.index_add_(0, labels, x.to(sums.dtype))
+    x = x.float()
+    labels, dist = assign(x, centres)
+    # sum the batch in float32, accumulate the small per-centre sums in the running (float64) totals
+    sums += torch.zeros(centres.shape, dtype=x.dtype, device=x.device).index_add_(0, labels, x).to(sums.dtype)
     counts.add_(torch.bincount(labels, minlength=centres.shape[0]).to(counts.dtype))
     return float(dist.double().sum())
 
