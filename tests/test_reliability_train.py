@@ -1,0 +1,71 @@
+"""Kill -9 during relabel + evaluate, rerun the same command: the same labels and the same metrics."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _subset(src: Path, dst: Path, per_class: int) -> Path:
+    for cls in sorted(p.name for p in src.iterdir()):
+        (dst / cls).mkdir(parents=True)
+        for f in sorted((src / cls).iterdir())[:per_class]:
+            (dst / cls / f.name).symlink_to(f)
+    return dst
+
+
+def _run(args, wait=True):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "d4m", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    if wait:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-2000:]
+    return proc
+
+
+def _metrics(out: Path) -> dict:
+    data = json.loads((out / "convnet-w128" / "locked" / "seed0" / "metrics.json").read_text())
+
+    def untimed(d):
+        return {k: v for k, v in d.items() if not k.endswith("_s") and "time" not in k and "wall" not in k}
+
+    data = untimed(data)
+    data["history"] = [untimed(h) for h in data.get("history", [])]
+    assert data["history"], "metrics.json has no per-epoch history"
+    return data
+
+
+def test_kill_during_training_resumes_from_last_epoch(tmp_path):
+    teacher = shared_path("weights", "cifar10-resnet", "resnet20-12fca82f.th")
+    images = _subset(shared_path("data", "cifar10", "train"), tmp_path / "images", 2)
+    val = _subset(shared_path("data", "cifar10", "test"), tmp_path / "val", 5)
+    args = ["evaluate", "--images", str(images), "--teacher", f"cifar-resnet20:{teacher}", "--student",
+            "convnet-w128", "--val", f"folder:{val}", "--recipe", "locked", "--epochs", "8", "--seeds", "1",
+            "--device", "cpu"]
+    _run(args + ["--out", str(tmp_path / "clean")])
+    killed = tmp_path / "killed"
+    proc = _run(args + ["--out", str(killed)], wait=False)
+    ckpt = killed / "convnet-w128" / "locked" / "seed0" / "checkpoint.pt"
+    deadline = time.time() + 600
+    while not ckpt.exists():  # the first epoch checkpoint exists: training is under way
+        assert proc.poll() is None and time.time() < deadline, "evaluate ended before its first checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "convnet-w128" / "locked" / "summary.json").exists()
+    _run(args + ["--out", str(killed)])
+    assert _metrics(killed) == _metrics(tmp_path / "clean")
+    labels_clean = sorted((tmp_path / "clean" / "labels").rglob("epoch_*.safetensors"))
+    labels_killed = sorted((killed / "labels").rglob("epoch_*.safetensors"))
+    assert [p.read_bytes() for p in labels_clean] == [p.read_bytes() for p in labels_killed]
+    assert len(labels_clean) == 8
