@@ -13,6 +13,15 @@ from tests.conftest import shared_path
 from tests.tiny_models import write_clip_tokenizer
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are bound by per-op overhead: one thread is faster, and far faster on busy shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -65,8 +74,8 @@ def test_distill_and_sample_with_trained_model(trained, cifar_subset, tmp_path):
     codec = shared_path("weights", "taef2")
     run = tmp_path / "run"
     assert main(["distill", "--data", f"folder:{cifar_subset}", "--model", str(trained), "--codec", f"taef2:{codec}",
-                 "--size", "32", "--ipc", "1", "--steps", "4", "--strength", "0.7", "--out", str(run),
-                 "--workers", "0", "--device", "cpu"]) == 0
+                 "--size", "32", "--ipc", "1", "--max-per-class", "4", "--steps", "4", "--strength", "0.7",
+                 "--out", str(run), "--workers", "0", "--device", "cpu"]) == 0
     assert len(list((run / "images").rglob("*.png"))) == 10
     samples = tmp_path / "samples"
     assert main(["generator", "sample", "--model", str(trained), "--per-class", "1", "--steps", "3",
@@ -96,20 +105,20 @@ def test_resume_continues_identically(trained, cifar_subset, tiny_clip, tmp_path
 
 def test_loss_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
-    unet = build_unet("tiny", 4, 8, 16)
+    unet = build_unet("tiny", 4, 4, 16)
     sched, _ = noise_schedulers()
-    x0 = torch.randn(8, 4, 8, 8) * 0.5 + torch.linspace(-1, 1, 8).view(1, 1, 1, 8)
+    x0 = torch.randn(8, 4, 4, 4) * 0.5 + torch.linspace(-1, 1, 4).view(1, 1, 1, 4)
     cond = torch.randn(8, 3, 16)
-    batch = draw(0, 8, 8, 0, (4, 8, 8), 1000, 0.0)
-    opt = torch.optim.AdamW(unet.parameters(), lr=2e-3)
+    batch = draw(0, 8, 8, 0, (4, 4, 4), 1000, 0.0)
+    opt = torch.optim.AdamW(unet.parameters(), lr=3e-3)
     losses = []
-    for _ in range(40):
+    for _ in range(25):
         loss = diffusion_loss(unet, sched, x0, cond, batch.noise, batch.t)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses[::8]
+    assert sum(losses[-3:]) / 3 < 0.6 * losses[0], losses[::5]
 
 
 def test_draw_is_a_pure_function_of_seed_and_step():

@@ -39,6 +39,7 @@ def register(sub) -> None:
     a("--device", default="auto", help="auto | cpu | cuda:0 ...")
     a("--workers", type=int, default=0, help="data-loader workers for encoding")
     a("--encode-batch-size", type=int, default=64)
+    a("--threads", type=int, help="CPU threads for torch (1 is often fastest on busy shared cores)")
     a("--resume", action="store_true", help="continue from OUT's checkpoint")
     t.set_defaults(func=run_train_command)
     s = gsub.add_parser("sample", help="class-conditional images from pure noise into an ImageFolder")
@@ -52,13 +53,24 @@ def register(sub) -> None:
     b("--seed", type=int, default=0)
     b("--batch-size", type=int, default=50)
     b("--device", default="auto")
+    b("--threads", type=int, help="CPU threads for torch")
     b("--grid", help="also write a PNG grid (one row per class, up to 10 per row) here")
     s.set_defaults(func=run_sample_command)
+
+
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"--threads {n}: must be at least 1")
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def run_train_command(args: argparse.Namespace) -> int:
     from d4m.generator.train import TrainConfig, run_train
 
+    _set_threads(args.threads)
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     run_train(cfg, resume=args.resume)
@@ -68,6 +80,7 @@ def run_train_command(args: argparse.Namespace) -> int:
 def run_sample_command(args: argparse.Namespace) -> int:
     from d4m.generator.sample import sample_to_folder
 
+    _set_threads(args.threads)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
     paths = sample_to_folder(args.model, args.codec, args.per_class, Path(args.out), steps=args.steps,
