@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import shared_path
 
@@ -69,3 +70,26 @@ def test_kill_during_training_resumes_from_last_epoch(tmp_path):
     labels_killed = sorted((killed / "labels").rglob("epoch_*.safetensors"))
     assert [p.read_bytes() for p in labels_clean] == [p.read_bytes() for p in labels_killed]
     assert len(labels_clean) == 8
+
+
+def test_kill_during_teacher_training_resumes_identically(tmp_path):
+    data = _subset(shared_path("data", "cifar10", "train"), tmp_path / "data", 6)
+    args = ["teacher", "train", "--data", f"folder:{data}", "--arch", "convnet-w128", "--epochs", "6",
+            "--batch-size", "16", "--device", "cpu"]
+    _run(args + ["--out", str(tmp_path / "clean.safetensors")])
+    out = tmp_path / "killed.safetensors"
+    proc = _run(args + ["--out", str(out)], wait=False)
+    state = Path(str(out) + ".train.pt")
+    deadline = time.time() + 600
+    while not state.exists():
+        assert proc.poll() is None and time.time() < deadline, "teacher training ended before its first epoch"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    _run(args + ["--out", str(out)])
+    from safetensors.torch import load_file
+
+    clean, resumed = load_file(tmp_path / "clean.safetensors"), load_file(out)
+    assert clean.keys() == resumed.keys() and all(torch.equal(clean[k], resumed[k]) for k in clean)
+    assert not state.exists()

@@ -14,6 +14,7 @@ from d4m.data import open_dataset
 from d4m.models import Normalized, create_model, save_checkpoint
 from d4m.runio import StageTimer
 from d4m.seeding import derive_seed
+from d4m.train.checkpoint import load_training_state, save_training_state
 
 
 def train_transform(size: int):
@@ -31,6 +32,9 @@ def train_teacher(data: str, arch: str, out: Path, size: int, epochs: int = 30, 
     """SGD (momentum 0.9, nesterov, wd 5e-4, cosine per epoch) with hard labels; returns the checkpoint metadata.
 
     ``evaluate(model) -> top-1 %`` (optional) gives the val accuracy stored in the checkpoint's metadata.
+    The training state is saved after every epoch next to ``out`` (``<out>.train.pt``); a rerun resumes from it,
+    and because each epoch's shuffle and augmentation are seeded by (seed, epoch) the result is the same as an
+    uninterrupted run.
     """
     train = open_dataset(data, "train", transform=train_transform(size))
     indices = list(range(len(train)))
@@ -40,20 +44,33 @@ def train_teacher(data: str, arch: str, out: Path, size: int, epochs: int = 30, 
     torch.manual_seed(derive_seed(seed, "teacher"))
     model = Normalized(create_model(arch, len(train.classes), size)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    state_path = Path(str(out) + ".train.pt")
+    info = {"arch": arch, "data": data, "size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "seed": seed, "limit": limit}
+    start, history = (load_training_state(state_path, model, opt, info) if state_path.is_file() else (0, []))
+    order = torch.Generator()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train, indices), batch_size=batch_size,
-                                         shuffle=True, num_workers=workers, drop_last=len(indices) > batch_size)
+                                         shuffle=True, num_workers=workers, drop_last=len(indices) > batch_size,
+                                         generator=order)
     with StageTimer(log_path, "teacher-train", unit="image_epochs", arch=arch, data=data) as timer:
-        for epoch in tqdm(range(epochs), desc=f"teacher {arch}", unit="epoch"):
+        for epoch in tqdm(range(start, epochs), desc=f"teacher {arch}", unit="epoch", initial=start, total=epochs):
             for group in opt.param_groups:
                 group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
+            order.manual_seed(derive_seed(seed, "teacher-order", epoch))
+            torch.manual_seed(derive_seed(seed, "teacher-augment", epoch))
             model.train()
+            total = 0.0
             for x, y in loader:
                 loss = F.cross_entropy(model(x.to(device)), y.to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 timer.items += len(y)
+                total += float(loss) * len(y)
+            history.append({"epoch": epoch + 1, "train_loss": total / max(len(indices), 1)})
+            save_training_state(state_path, model, opt, epoch + 1, history, info)
     accuracy = round(evaluate(model) / 100, 4) if evaluate is not None else None
     save_checkpoint(Path(out), model.net, arch, train.classes, size, val_accuracy=accuracy, data=data,
                     epochs=epochs, train_images=len(indices))
+    state_path.unlink(missing_ok=True)
     return {"arch": arch, "classes": len(train.classes), "image_size": size, "val_accuracy": accuracy}
