@@ -37,8 +37,8 @@ def test_distill_tiny_model(tmp_path, tiny_sd, cifar_subset):
     assert protos["prototypes"].shape == (10, 2, 4, 8, 8)
     assert protos["counts"].sum(1).tolist() == [20] * 10  # every image of every class absorbed
     with safe_open(run / "prototypes.safetensors", "pt") as fh:
-        meta = fh.metadata()
-    assert json.loads(meta["classes"])[7] == "horse"
+        meta = json.loads(fh.metadata()["d4m"])
+    assert meta["classes"][7] == "horse" and len(meta["label_texts"]) == 10
     stages = [json.loads(line)["stage"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert stages == ["prototypes", "synthesis"]
     cfg = (run / "config.yaml").read_text()
