@@ -17,6 +17,14 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def run_outputs(run: Path) -> dict:
+    """Bytes of every output of a run that a later stage or a user trusts: images, prototypes, manifest."""
+    files = {p.relative_to(run).as_posix(): p.read_bytes() for p in (run / "images").rglob("*.png")}
+    for name in ("prototypes.safetensors", "manifest.jsonl"):
+        files[name] = (run / name).read_bytes()
+    return files
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> Path:
     return make_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))

@@ -5,15 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import run_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tree(run: Path) -> dict:
-    files = {p.relative_to(run).as_posix(): p.read_bytes() for p in (run / "images").rglob("*.png")}
-    for name in ("prototypes.safetensors", "manifest.jsonl"):
-        files[name] = (run / name).read_bytes()
-    return files
 
 
 def test_two_process_distill_is_byte_identical(tmp_path, tiny_sd, cifar_subset):
@@ -29,7 +23,7 @@ def test_two_process_distill_is_byte_identical(tmp_path, tiny_sd, cifar_subset):
                            *args, "--out", str(two), "--device", "cpu"], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    a, b = _tree(one), _tree(two)
+    a, b = run_outputs(one), run_outputs(two)
     assert sorted(a) == sorted(b) and [k for k in a if a[k] != b[k]] == []
     ranks = {line.split('"pid": ')[1].split(",")[0] for line in (two / "log.jsonl").read_text().splitlines()}
     assert len(ranks) == 2  # both processes did work and logged it

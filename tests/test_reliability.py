@@ -15,16 +15,9 @@ from PIL import Image
 from d4m.cli.main import main
 from d4m.data.images import load_rgb
 from d4m.runio.rundir import class_folder, safe_name
+from tests.conftest import run_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tree(run: Path) -> dict:
-    """Bytes of every output a later stage or a user trusts."""
-    files = {p.relative_to(run).as_posix(): p.read_bytes() for p in (run / "images").rglob("*.png")}
-    for name in ("prototypes.safetensors", "manifest.jsonl"):
-        files[name] = (run / name).read_bytes()
-    return files
 
 
 def _d4m(args, **kw):
@@ -66,7 +59,7 @@ def test_kill_during_synthesis_then_resume_is_byte_identical(tmp_path, tiny_sd, 
     done = len(list((killed / "images").rglob("*.png")))
     assert 4 <= done < 20 and not (killed / "manifest.jsonl").exists()
     _d4m_ok(args + ["--out", str(killed)])
-    a, b = _tree(killed), _tree(clean)
+    a, b = run_outputs(killed), run_outputs(clean)
     assert sorted(a) == sorted(b)
     assert [k for k in a if a[k] != b[k]] == []
 
@@ -81,7 +74,7 @@ def test_kill_during_prototypes_then_resume_is_byte_identical(tmp_path, tiny_sd,
     assert _kill_when(proc, lambda: parts.is_dir() and len(list(parts.glob("class_*.safetensors"))) >= 2)
     assert not (killed / "prototypes.safetensors").exists()
     _d4m_ok(args + ["--out", str(killed)])
-    assert _tree(killed) == _tree(clean)
+    assert run_outputs(killed) == run_outputs(clean)
 
 
 def test_disk_full_keeps_earlier_outputs_and_leaves_no_partial_file(tmp_path, tiny_sd, cifar_subset, monkeypatch,

@@ -15,13 +15,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2 as T
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from d4m.codec.base import Codec
 from d4m.data.datasets import LabeledImages
-from d4m.data.images import CorruptImage
+from d4m.prototypes.encode import SquashedImages
 from d4m.errors import DataError
 from d4m.runio.atomic import atomic_write_bytes
 from d4m.seeding import cpu_generator
@@ -42,26 +41,9 @@ def select_indices(dataset: LabeledImages, max_per_class: int | None, seed: int)
     return sorted(out)
 
 
-class _Images(Dataset):
-    def __init__(self, dataset: LabeledImages, indices: list[int], size: int):
-        self.dataset, self.indices, self.size = dataset, indices, size
-        self.transform = T.Compose([T.ToImage(), T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC,
-                                                          antialias=True), T.ToDtype(torch.float32, scale=True)])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, j: int):
-        i = self.indices[j]
-        try:
-            return self.transform(self.dataset.load(i)).clamp(0, 1), i, ""
-        except CorruptImage as exc:
-            return torch.zeros(3, self.size, self.size), i, str(exc)
-
-
 def _encode_chunk(dataset, indices, codec: Codec, size: int, batch_size: int, workers: int, seed: int, bar):
     lat, tgt = [], []
-    loader = DataLoader(_Images(dataset, indices, size), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(SquashedImages(dataset, indices, size), batch_size=batch_size, num_workers=workers)
     for images, idx, errors in loader:
         keep = torch.tensor([not e for e in errors])
         for e in errors:

@@ -18,8 +18,8 @@ from d4m.seeding import cpu_generator
 log = logging.getLogger(__name__)
 
 
-class _ClassImages(Dataset):
-    """The images of one class, squashed to ``size`` x ``size``, with a flag for files that failed to decode."""
+class SquashedImages(Dataset):
+    """Images of ``dataset`` at ``indices`` squashed to ``size`` x ``size``, flagging files that fail to decode."""
 
     def __init__(self, dataset: LabeledImages, indices: Sequence[int], size: int):
         self.dataset, self.indices = dataset, list(indices)
@@ -44,7 +44,7 @@ def class_latents(dataset: LabeledImages, indices: Sequence[int], codec: Codec, 
 
     Each latent depends only on (seed, class, dataset index): the posterior noise has its own generator per image.
     """
-    loader = DataLoader(_ClassImages(dataset, indices, size), batch_size=batch_size, shuffle=False,
+    loader = DataLoader(SquashedImages(dataset, indices, size), batch_size=batch_size, shuffle=False,
                         num_workers=workers, persistent_workers=False)
     for images, idx, errors in loader:
         ok = [not e for e in errors]
