@@ -64,8 +64,16 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
         p.add_argument("--student", default="convnet-w128", help="student architecture (default convnet-w128)")
         p.add_argument("--val", required=True, help="real data KIND:PATH; its val split is the test set")
         p.add_argument("--seeds", type=int, default=1, help="independent students (default 1)")
-        p.add_argument("--labels", choices=("stored", "online"), default="stored",
-                       help="stored: relabel once, replay; online: teacher inside the training loop")
+        p.add_argument("--labels", choices=("stored", "online", "hard"), default="stored",
+                       help="stored: relabel once, replay; online: teacher inside the training loop; "
+                       "hard: cross-entropy on the class labels alone (results under RECIPE-hard)")
+        p.add_argument("--val-limit", type=int, help="test on a seeded subset of this many val images")
+        p.add_argument("--card", action="store_true", help="fair-evaluation card: also the random baseline and "
+                       "hard labels (2 x SEEDS more students); writes card.json / card.md")
+        p.add_argument("--train-data", help="card: real training data KIND:PATH for the random baseline "
+                       "(default: the run's config.yaml data)")
+        p.add_argument("--full-data-acc", type=float, help="card: top-1 %% of hard-label training on the full real "
+                       "data (default: the teacher's recorded accuracy)")
         p.add_argument("--batch-size", type=int, default=0,
                        help="physical batch; the recipe's batch is reached by gradient accumulation")
         p.add_argument("--eval-every", type=int, default=1, help="val top-1 every N epochs (and the last)")
@@ -106,7 +114,16 @@ def cmd_evaluate(args) -> int:
                   recipe=load_recipe(args.recipe, args.epochs), eval_root=eval_root, labels_root=labels_root,
                   seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
                   size=args.size, device=_device(args.device), workers=args.workers, physical_batch=args.batch_size,
-                  eval_every=args.eval_every, log_path=log, command=_command(args))
+                  eval_every=args.eval_every, val_limit=args.val_limit, log_path=log, command=_command(args))
+    if args.val_limit is not None and args.val_limit < 1:
+        raise ConfigError(f"--val-limit {args.val_limit}: must be >= 1")
+    if args.card:
+        from d4m.evaluate.card import card_markdown, run_card
+
+        card = run_card(job, Path(args.run).expanduser() if args.run else None, args.train_data, args.full_data_acc)
+        print(card_markdown(card, short=True))
+        print(f"card: {card['path']}")
+        return 0
     summary = run_evaluation(job)
     print(summary_table(summary))
     print(f"results: {eval_root / args.student / job.recipe.name}")

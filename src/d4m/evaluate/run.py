@@ -7,6 +7,7 @@ and of the best-epoch top-1 (reported beside it, labelled as such).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import statistics
@@ -35,7 +36,7 @@ class EvalJob:
     eval_root: Path
     labels_root: Path
     seeds: int = 1
-    labels: str = "stored"  # stored or online
+    labels: str = "stored"  # stored, online, or hard (cross-entropy on the class labels alone, no teacher)
     label_format: str = "fp16"
     topk: int = 0
     size: int | None = None
@@ -43,6 +44,7 @@ class EvalJob:
     workers: int = 0
     physical_batch: int = 0
     eval_every: int = 1
+    val_limit: int | None = None  # a seeded subset of this many val images (None: all)
     log_path: Path | None = None
     command: str = ""
     extra: dict = field(default_factory=dict)
@@ -70,19 +72,27 @@ def prepare_labels(job: EvalJob, images, teacher, data: StreamImages):
     return StoredLabels(store, teacher.num_outputs, num_batches(len(images), data.spec)), meta
 
 
+def hard_job(job: EvalJob) -> EvalJob:
+    """The same job with hard labels: recipe '<name>-hard', cross-entropy weight 1, no soft labels."""
+    recipe = dataclasses.replace(job.recipe, name=f"{job.recipe.name}-hard", hard_label_weight=1.0)
+    return dataclasses.replace(job, labels="hard", recipe=recipe)
+
+
 def run_evaluation(job: EvalJob) -> dict:
-    if job.labels not in ("stored", "online"):
-        raise ConfigError(f"--labels {job.labels!r}: expected stored or online")
+    if job.labels not in ("stored", "online", "hard"):
+        raise ConfigError(f"--labels {job.labels!r}: expected stored, online or hard")
+    if job.labels == "hard" and not job.recipe.name.endswith("-hard"):
+        job = hard_job(job)
     images = open_images(job.images)
     size = default_image_size(job.val, job.size)
     teacher = load_teacher(job.teacher, classes=images.classes)
-    val = ValSet(job.val, size, workers=job.workers)
+    val = ValSet(job.val, size, limit=job.val_limit, workers=job.workers)
     val_columns = class_columns(images.classes, val.classes, f"--val {job.val}")
     if val_columns is not None:
         raise ConfigError(f"--val {job.val}: {len(val.classes)} classes, the distilled images have "
                           f"{len(images.classes)}; use `d4m subset` for a class subset")
     data = StreamImages(images, job.recipe.stream(len(images), size))
-    source, label_meta = prepare_labels(job, images, teacher, data)
+    source, label_meta = prepare_labels(job, images, teacher, data) if job.labels != "hard" else (None, None)
     out = job.eval_root / job.student / job.recipe.name
     results = []
     for k in range(job.seeds):
@@ -113,7 +123,7 @@ def _mean_std(values: list[float]) -> dict:
 def summarise(job: EvalJob, results: list[dict], size: int, label_meta: dict | None) -> dict:
     return {
         "student": job.student, "recipe": job.recipe.name, "teacher": job.teacher, "images": str(job.images),
-        "val": job.val, "image_size": size, "labels": job.labels, "seeds": job.seeds,
+        "val": job.val, "val_limit": job.val_limit, "image_size": size, "labels": job.labels, "seeds": job.seeds,
         "last_epoch_top1": _mean_std([r["last_top1"] for r in results]),
         "best_epoch_top1": _mean_std([r["best_top1"] for r in results]),
         "per_seed": [{"seed": k, "last_top1": r["last_top1"], "best_top1": r["best_top1"],

@@ -42,16 +42,20 @@ def lr_at(recipe: Recipe, epoch: int) -> float:
     return 0.5 * recipe.lr * (1.0 + math.cos(math.pi * epoch / recipe.epochs))
 
 
-def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, labels: Callable, recipe: Recipe,
-                  out_dir: Path | None = None, seed: int = 0, device: str = "cpu", physical_batch: int = 0,
-                  workers: int = 0, evaluate: Callable[[nn.Module], float] | None = None, eval_every: int = 1,
-                  log_path: Path | None = None, stop_after: int | None = None, desc: str = "train") -> dict:
+def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, labels: Callable | None,
+                  recipe: Recipe, out_dir: Path | None = None, seed: int = 0, device: str = "cpu",
+                  physical_batch: int = 0, workers: int = 0, evaluate: Callable[[nn.Module], float] | None = None,
+                  eval_every: int = 1, log_path: Path | None = None, stop_after: int | None = None,
+                  desc: str = "train") -> dict:
     """Train ``model`` (taking images in [0, 1]) for ``recipe.epochs``; return the metrics dict.
 
-    ``labels(epoch, batch)`` gives the teacher logits of a stream batch (stored or online). With ``out_dir`` a
-    checkpoint is written after every epoch and the run resumes from it. ``stop_after`` ends early after that many
-    epochs in this call (for resume tests).
+    ``labels(epoch, batch)`` gives the teacher logits of a stream batch (stored or online); ``labels=None`` trains
+    on hard labels alone (cross-entropy, mixed like the batch), which needs ``recipe.hard_label_weight > 0``.
+    With ``out_dir`` a checkpoint is written after every epoch and the run resumes from it. ``stop_after`` ends
+    early after that many epochs in this call (for resume tests).
     """
+    if labels is None and not recipe.hard_label_weight:
+        raise ValueError("hard-label training (labels=None) needs recipe.hard_label_weight > 0")
     model.to(device)
     optimizer = make_optimizer(model, recipe)
     info = {"recipe": recipe.to_dict(), "seed": int(seed), "num_images": len(data)}
@@ -71,7 +75,7 @@ def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, l
             model.train()
             t0, total, seen = time.perf_counter(), 0.0, 0
             for batch in iterate_epoch(data, epoch, workers):
-                teacher_logits = labels(epoch, batch).to(device)
+                teacher_logits = labels(epoch, batch).to(device) if labels is not None else None
                 x = batch.images.to(device)
                 y = targets[batch.indices].to(device)
                 partners = y[torch.tensor(batch.mix.perm, dtype=torch.long, device=device)]
@@ -79,7 +83,7 @@ def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, l
                 for s in range(0, len(x), micro):
                     sl = slice(s, s + micro)
                     out = model(x[sl])
-                    loss = kl_soft_loss(out, teacher_logits[sl], recipe.temperature)
+                    loss = kl_soft_loss(out, teacher_logits[sl], recipe.temperature) if labels is not None else 0.0
                     if recipe.hard_label_weight:
                         loss = loss + recipe.hard_label_weight * mixed_ce_loss(out, y[sl], partners[sl], batch.mix.lam)
                     (loss * (out.shape[0] / len(x))).backward()

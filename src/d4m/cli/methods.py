@@ -1,0 +1,139 @@
+"""``d4m select`` (baselines: random, kcenter, herding; aliases decode and noise-init), ``d4m stm``, ``d4m sweep``.
+
+Every command writes a run directory laid out like ``d4m distill``'s, so ``d4m evaluate`` and ``d4m report``
+treat all methods alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+from d4m.errors import ConfigError
+
+log = logging.getLogger(__name__)
+ALIASES = {"decode": {"generator": "none"}, "noise-init": {"init": "noise", "generator": "model"}}
+
+
+def cmd_select(args) -> int:
+    from d4m.config import DistillConfig, merge, resolve
+    from d4m.runio.rundir import RunDir
+
+    given = {k: v for k, v in {"data": args.data, "ipc": args.ipc, "out": args.out, "codec": args.codec,
+                               "size": args.size, "out_size": args.out_size, "seed": args.seed,
+                               "max_per_class": args.max_per_class, "model": args.model,
+                               "workers": args.workers}.items() if v is not None}
+    if args.method in ALIASES:  # thin aliases of `d4m distill`
+        from d4m.cli.distill import execute
+
+        cfg = resolve({**given, **ALIASES[args.method]}, args.config)
+        if not cfg.data or not cfg.out:
+            raise ConfigError("--data and --out are required")
+        return execute(cfg, RunDir(cfg.out), "distill", args.force)
+    from d4m.methods.runs import select_run
+
+    cfg = merge(DistillConfig(), given, "command line")
+    run = select_run(cfg, args.method, args.features, args.teacher, args.force, _device(args.device))
+    print(f"{args.method}: images in {run.images}")
+    return 0
+
+
+def _device(name: str) -> str:
+    from d4m.cli.ttm import _device as resolve
+
+    return resolve(name)
+
+
+def cmd_stm(args) -> int:
+    from d4m.methods.runs import stm_run
+
+    run = stm_run(args.run, args.teacher, args.out, args.iterations, args.lr, args.bn_weight, args.batch_size,
+                  args.seed, _device(args.device), args.force)
+    print(f"stm: images in {run.images}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """One synthesis per strength in RUN/sweep/strength-S/, each reusing RUN's prototypes (hard link or copy)."""
+    from d4m.cli.distill import execute
+    from d4m.config import DistillConfig, merge, validate
+    from d4m.runio.rundir import RunDir
+
+    src = RunDir(args.run)
+    old = src.read_config()
+    if old is None or not src.prototypes.is_file():
+        raise ConfigError(f"--run {args.run}: needs config.yaml and prototypes.safetensors (run `d4m prototypes`)")
+    for s in parse_strengths(args.strength):
+        dst = RunDir(src.path / "sweep" / f"strength-{s:g}")
+        cfg = merge(DistillConfig(), {k: v for k, v in old.items() if k != "out"}, str(src.config))
+        cfg.strength, cfg.out = s, str(dst.path)
+        if args.batch_size:
+            cfg.batch_size = args.batch_size
+        validate(cfg)
+        dst.path.mkdir(parents=True, exist_ok=True)
+        if not dst.prototypes.is_file():
+            try:
+                os.link(src.prototypes, dst.prototypes)
+            except OSError:
+                shutil.copy2(src.prototypes, dst.prototypes)
+        log.info("sweep: strength %g -> %s", s, dst.path)
+        execute(cfg, dst, "synthesize", args.force)
+        print(f"strength {s:g}: images in {dst.images}")
+    return 0
+
+
+def parse_strengths(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--strength {text!r}: expected a comma-separated list of numbers, e.g. 0.5,0.7") from None
+    if not values or any(not 0.0 < v <= 1.0 for v in values):
+        raise ConfigError(f"--strength {text!r}: every value must be in (0, 1]")
+    return values
+
+
+def register(sub) -> None:
+    p = sub.add_parser("select", help="baseline run: random / kcenter / herding real images (or decode, noise-init)",
+                       description="random: a seeded subset of IPC real images per class; kcenter / herding: a "
+                       "coreset on codec latents or teacher features. decode = `d4m distill --generator none`, "
+                       "noise-init = `d4m distill --init noise` (Table 4 'w/o PT').")
+    p.add_argument("--method", required=True, choices=("random", "kcenter", "herding", "decode", "noise-init"))
+    p.add_argument("--data", required=True, help="real training data KIND:PATH")
+    p.add_argument("--ipc", type=int, help="images per class (default 10)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--codec", help="codec for --features codec and decode: model | vae:PATH | taef2:DIR")
+    p.add_argument("--model", help="diffusers model (codec model, noise-init)")
+    p.add_argument("--size", type=int, help="encode resolution for codec features (default 512)")
+    p.add_argument("--out-size", type=int, help="output resolution (default: the dataset's)")
+    p.add_argument("--features", default="codec", choices=("codec", "teacher"), help="kcenter / herding space")
+    p.add_argument("--teacher", help="teacher SPEC for --features teacher")
+    p.add_argument("--max-per-class", type=int, help="candidates: a seeded subset of at most N images per class")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="YAML config (decode / noise-init only)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, help="data-loader workers for encoding")
+    p.add_argument("--force", action="store_true", help="overwrite a run made with another configuration")
+    p.set_defaults(func=cmd_select)
+
+    from d4m.methods.stm import BN_WEIGHT, ITERATIONS, LR
+
+    p = sub.add_parser("stm", help="Table 3 STM: optimise a run's images to match the teacher's BN statistics")
+    p.add_argument("--run", required=True, help="source run (its images/ are the starting point)")
+    p.add_argument("--teacher", required=True, help="teacher SPEC with BatchNorm layers (e.g. cifar-resnet20:FILE)")
+    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument("--iterations", type=int, default=ITERATIONS, help=f"Adam steps per batch (default {ITERATIONS})")
+    p.add_argument("--lr", type=float, default=LR, help=f"Adam learning rate on pixels in [0, 1] (default {LR})")
+    p.add_argument("--bn-weight", type=float, default=BN_WEIGHT, help=f"weight of the BN loss (default {BN_WEIGHT})")
+    p.add_argument("--batch-size", type=int, default=100, help="images optimised together (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_stm)
+
+    p = sub.add_parser("sweep", help="strength sweep: RUN/sweep/strength-S/ per value, reusing RUN's prototypes")
+    p.add_argument("--run", required=True, help="run with prototypes.safetensors")
+    p.add_argument("--strength", required=True, help="comma-separated list, e.g. 0.5,0.7,0.9")
+    p.add_argument("--batch-size", type=int, help="synthesis batch")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_sweep)

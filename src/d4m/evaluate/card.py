@@ -1,0 +1,132 @@
+"""The fair-evaluation card (``d4m evaluate --card``): one table that says what a distilled set is worth.
+
+For one recipe, student, teacher and N seeds:
+
+- ``soft``: top-1 of students trained on the distilled images with the teacher's soft labels (the headline);
+- ``random``: the same, on a seeded random subset of real images with the same images per class and size
+  (made by ``d4m select --method random`` under ``<eval>/card-random/``);
+- ``hard``: top-1 of students trained on the distilled images with cross-entropy on their class alone;
+- ``full``: top-1 of hard-label training on the full real data, read from the teacher's record (its checkpoint
+  metadata) or given by ``--full-data-acc``;
+- ``IOR = soft - random`` (what the images add over real ones under the same soft labels) and
+  ``HLR = full - hard`` (how much of the full data's accuracy the images lose without a teacher), DD-Ranking's
+  definitions. Every accuracy is the last-epoch top-1, mean over seeds. Costs 2 x N trainings beyond the main one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+
+from d4m.config import DistillConfig
+from d4m.errors import ConfigError
+from d4m.evaluate.run import EvalJob, hard_job, open_images, run_evaluation
+from d4m.runio import atomic_write_text
+
+FORMAT = "d4m.card/1"
+
+
+def _headline(summary: dict) -> dict:
+    ms = summary["last_epoch_top1"]
+    return {"mean": ms["mean"], "std": ms["std"], "n": ms["n"],
+            "per_seed": [s["last_top1"] for s in summary["per_seed"]]}
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+
+
+def full_data_accuracy(teacher_spec: str, given: float | None) -> tuple[float, str]:
+    """(top-1 %, where it came from): ``--full-data-acc``, else the teacher's recorded val accuracy."""
+    if given is not None:
+        if not 0.0 <= given <= 100.0:
+            raise ConfigError(f"--full-data-acc {given}: must be a top-1 in percent (0-100)")
+        return float(given), "--full-data-acc"
+    from d4m.models import load_teacher
+
+    acc = load_teacher(teacher_spec).val_accuracy
+    if acc is None:
+        raise ConfigError(f"--teacher {teacher_spec}: records no accuracy on the full data; give --full-data-acc")
+    acc = float(acc) * 100.0 if acc <= 1.0 else float(acc)  # records hold a fraction (cifar .th, teacher train)
+    return round(acc, 2), f"teacher record ({teacher_spec}; the teacher's architecture, hard labels)"
+
+
+def random_baseline(job: EvalJob, train_data: str) -> Path:
+    """A random real subset matching the distilled set (images per class, size); returns its run directory."""
+    from d4m.methods.runs import select_run
+
+    images = open_images(job.images)
+    per_class = Counter(images.targets)
+    ipc = max(per_class.values())
+    out_size = images.load(0).size[0]
+    out = job.eval_root / "card-random" / f"ipc{ipc}-{out_size}px"
+    cfg = DistillConfig(data=train_data, ipc=ipc, out_size=out_size, seed=0, out=str(out))
+    if not (out / "manifest.jsonl").is_file():
+        select_run(cfg, "random")
+    return out
+
+
+def run_card(job: EvalJob, run: Path | None, train_data: str | None, full_data_acc: float | None) -> dict:
+    """Train the main, random-baseline and hard-label students (finished ones are reused); write the card."""
+    if train_data is None and run is not None:
+        train_data = _read_yaml(run / "config.yaml").get("data")
+    if not train_data:
+        raise ConfigError("--card: no real training data known for the random baseline; give --train-data KIND:PATH")
+    full, full_source = full_data_accuracy(job.teacher, full_data_acc)
+    soft = run_evaluation(job)
+    base = random_baseline(job, train_data)
+    rjob = dataclasses.replace(job, images=base / "images", eval_root=base / "eval", labels_root=base / "labels",
+                               log_path=base / "log.jsonl", command=f"{job.command} # random baseline")
+    random = run_evaluation(rjob)
+    hard = run_evaluation(hard_job(job))
+    card = {"format": FORMAT, "images": str(job.images), "student": job.student, "recipe": job.recipe.name,
+            "epochs": job.recipe.epochs, "teacher": job.teacher, "seeds": job.seeds, "val": job.val,
+            "val_limit": job.val_limit, "train_data": train_data, "metric": "last-epoch top-1 %, mean over seeds",
+            "soft": _headline(soft), "random": {**_headline(random), "images": str(base / "images")},
+            "hard": _headline(hard), "full": {"mean": full, "source": full_source}}
+    card["IOR"] = _diff(card["soft"]["mean"], card["random"]["mean"])
+    card["HLR"] = _diff(full, card["hard"]["mean"])
+    card["command"] = job.command
+    out = job.eval_root / job.student / job.recipe.name
+    atomic_write_text(out / "card.json", json.dumps(card, indent=2) + "\n")
+    atomic_write_text(out / "card.md", card_markdown(card))
+    card["path"] = str(out / "card.json")
+    return card
+
+
+def _diff(a, b):
+    return None if a is None or b is None else round(a - b, 2)
+
+
+def _fmt(ms: dict) -> str:
+    if ms.get("mean") is None:
+        return "-"
+    return f"{ms['mean']:.2f} ± {ms['std']:.2f}" if ms.get("std") is not None else f"{ms['mean']:.2f}"
+
+
+def card_table(card: dict) -> str:
+    return "\n".join([
+        "| soft (distilled, soft labels) | random (real, soft labels) | hard (distilled, CE) | full data (hard) "
+        "| IOR = soft - random | HLR = full - hard |",
+        "|---|---|---|---|---|---|",
+        f"| {_fmt(card['soft'])} | {_fmt(card['random'])} | {_fmt(card['hard'])} | {_fmt(card['full'])} "
+        f"| {card['IOR']:+.2f} | {card['HLR']:+.2f} |" if card["IOR"] is not None and card["HLR"] is not None else
+        f"| {_fmt(card['soft'])} | {_fmt(card['random'])} | {_fmt(card['hard'])} | {_fmt(card['full'])} | - | - |"])
+
+
+def card_markdown(card: dict, short: bool = False) -> str:
+    table = card_table(card)
+    if short:
+        return table
+    limit = f" (a seeded subset of {card['val_limit']} images)" if card.get("val_limit") else ""
+    return (f"# Fair-evaluation card: {card['images']}\n\n{table}\n\n"
+            f"Student {card['student']}, recipe {card['recipe']} ({card['epochs']} epochs), teacher {card['teacher']}, "
+            f"{card['seeds']} seed(s); {card['metric']} on the real validation images of {card['val']}{limit}. "
+            f"random: {card['random']['images']} (a seeded random subset of {card['train_data']}). "
+            f"full data: {card['full']['source']}.\n\n"
+            "IOR (improvement over random) = soft - random; HLR (hard-label recovery gap) = full - hard.\n\n"
+            f"Command:\n\n```\n{card['command']}\n```\n")

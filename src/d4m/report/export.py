@@ -1,0 +1,64 @@
+"""``d4m export --to hf DIR``: a run's images as a Hugging Face ``datasets`` dataset (``load_from_disk`` reads it).
+
+Columns: ``image`` (PNG), ``label`` (ClassLabel in the run's class order), ``class_name``, ``file`` (path in the
+run) and, with a teacher, ``soft_label``: the teacher's logits on the whole image (no crop, no mixing). The
+per-epoch TTM labels of ``d4m relabel`` belong to augmented crops, not to images, so they are not exported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from d4m.errors import ConfigError
+from d4m.evaluate.run import open_images
+from d4m.methods.runs import read_run
+from d4m.models.classes import normalise
+from d4m.runio import StageTimer
+
+
+def export_hf(run_path, out: str | Path, teacher: str | None = None, device: str = "cpu", force: bool = False):
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("--to hf needs the 'datasets' package: pip install 'd4m[export]'") from None
+    run, cfg, _ = read_run(run_path)
+    out = Path(out).expanduser()
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ConfigError(f"--to hf {out}: not empty; choose a new folder or give --force")
+    images = open_images(run.images)
+    names = [normalise(c).replace(" ", "_") for c in images.classes]
+    files = [Path(images.describe(i)) for i in range(len(images))]
+    columns = {"image": [str(f) for f in files], "label": list(images.targets),
+               "class_name": [names[t] for t in images.targets],
+               "file": [f.relative_to(run.path).as_posix() for f in files]}
+    features = {"image": datasets.Image(), "label": datasets.ClassLabel(names=names),
+                "class_name": datasets.Value("string"), "file": datasets.Value("string")}
+    with StageTimer(run.log, "export-hf", unit="images", to=str(out)) as timer:
+        if teacher:
+            columns["soft_label"] = _teacher_logits(teacher, images, device)
+            features["soft_label"] = datasets.Sequence(datasets.Value("float32"))
+        ds = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+        ds.info.description = json.dumps({"d4m_run": str(run.path), "method": (cfg.get("extras") or {}).get(
+            "method") or "d4m", "data": cfg.get("data"), "soft_label_teacher": teacher})
+        ds = ds.cast_column("image", datasets.Image())
+        ds.save_to_disk(str(out))
+        timer.items = len(ds)
+    return out, len(ds)
+
+
+@torch.no_grad()
+def _teacher_logits(spec: str, images, device: str) -> list[list[float]]:
+    from torchvision.transforms.v2 import functional as TF
+
+    from d4m.models import load_teacher
+
+    teacher = load_teacher(spec, classes=images.classes).to(device)
+    out = []
+    for i in tqdm(range(len(images)), desc="soft labels", unit="img"):
+        x = TF.to_dtype(TF.pil_to_tensor(images.load(i)), torch.float32, scale=True)[None].to(device)
+        out.append([float(v) for v in teacher(x)[0].cpu()])
+    return out
