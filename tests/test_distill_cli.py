@@ -123,3 +123,14 @@ def test_preset_and_config_file(tmp_path, capsys):
     path.write_text("ipc: ten\n")
     assert main(["distill", "--config", str(path), "--data", "folder:/x", "--out", str(tmp_path / "r")]) == 2
     assert "'ipc'" in capsys.readouterr().err
+
+
+def test_more_images_than_prototypes_reuse_them_with_other_seeds(tmp_path, tiny_sd, cifar_subset):
+    run = tmp_path / "run"
+    assert main(["prototypes", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd), "--size",
+                 "64", "--out", str(run), "--workers", "0", "--max-per-class", "6"]) == 0
+    assert main(["synthesize", "--run", str(run), "--ipc", "5", "--steps", "4", "--batch-size", "10"]) == 0
+    rows = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 50 and len(_pngs(run)) == 50
+    assert [r["prototype_index"] for r in rows[:5]] == [0, 1, 0, 1, 0]
+    assert len({r["seed"] for r in rows}) == 50 and len({r["sha256"] for r in rows}) == 50
