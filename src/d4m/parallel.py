@@ -35,9 +35,11 @@ def topology(device: str = "cpu") -> Topology:
     """The process group started by the launcher, or a single process when none is launched."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Topology()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState(cpu=not str(device).startswith("cuda"))
+    on_gpu = str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    state = PartialState(cpu=not on_gpu)
     return Topology(state.process_index, state.num_processes, state)
 
 

@@ -83,6 +83,7 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
 
 def cmd_relabel(args) -> int:
     from d4m.evaluate.run import label_set_name, open_images
+    from d4m.parallel import topology
     from d4m.evaluate.val import default_image_size
     from d4m.labels import LabelStore, StreamImages, relabel
     from d4m.models import load_teacher
@@ -97,7 +98,7 @@ def cmd_relabel(args) -> int:
     store = LabelStore(labels_root / (args.name or label_set_name(teacher.arch, recipe, fmt, args.topk)))
     meta = relabel(StreamImages(images, recipe.stream(len(images), size)), teacher, store, recipe.epochs, fmt,
                    args.topk, _device(args.device), args.workers, log,
-                   extra_meta={"images": str(images_dir), "recipe": recipe.name})
+                   extra_meta={"images": str(images_dir), "recipe": recipe.name}, topo=topology(args.device))
     print(f"labels: {store.root} ({meta['epochs_stored']} epochs, {meta['bytes']} bytes, "
           f"{meta['bytes_per_image_epoch']} bytes per image-epoch)")
     return 0
@@ -105,6 +106,7 @@ def cmd_relabel(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from d4m.evaluate.run import EvalJob, run_evaluation, summary_table
+    from d4m.parallel import topology
     from d4m.train import load_recipe
 
     if args.seeds < 1 or args.eval_every < 1:
@@ -114,7 +116,8 @@ def cmd_evaluate(args) -> int:
                   recipe=load_recipe(args.recipe, args.epochs), eval_root=eval_root, labels_root=labels_root,
                   seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
                   size=args.size, device=_device(args.device), workers=args.workers, physical_batch=args.batch_size,
-                  eval_every=args.eval_every, val_limit=args.val_limit, log_path=log, command=_command(args))
+                  eval_every=args.eval_every, val_limit=args.val_limit, log_path=log, command=_command(args),
+                  topo=topology(args.device))
     if args.val_limit is not None and args.val_limit < 1:
         raise ConfigError(f"--val-limit {args.val_limit}: must be >= 1")
     if args.card:

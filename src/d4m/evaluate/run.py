@@ -21,6 +21,7 @@ from d4m.errors import ConfigError
 from d4m.evaluate.val import ValSet, default_image_size
 from d4m.labels import LabelStore, OnlineLabels, StoredLabels, StreamImages, num_batches, relabel
 from d4m.models import Normalized, class_columns, create_model, load_teacher, save_checkpoint
+from d4m.parallel import Topology
 from d4m.runio import atomic_write_text
 from d4m.seeding import derive_seed
 from d4m.train import Recipe, train_student
@@ -48,6 +49,7 @@ class EvalJob:
     log_path: Path | None = None
     command: str = ""
     extra: dict = field(default_factory=dict)
+    topo: Topology = field(default_factory=Topology)  # several processes: relabel epochs and seeds are shared out
 
 
 def label_set_name(teacher_arch: str, recipe: Recipe, fmt: str, k: int) -> str:
@@ -68,7 +70,7 @@ def prepare_labels(job: EvalJob, images, teacher, data: StreamImages):
     fmt = "topk" if job.topk else job.label_format
     store = LabelStore(job.labels_root / label_set_name(teacher.arch, job.recipe, fmt, job.topk))
     meta = relabel(data, teacher, store, job.recipe.epochs, fmt, job.topk, job.device, job.workers, job.log_path,
-                   extra_meta={"images": str(job.images), "recipe": job.recipe.name})
+                   extra_meta={"images": str(job.images), "recipe": job.recipe.name}, topo=job.topo)
     return StoredLabels(store, teacher.num_outputs, num_batches(len(images), data.spec)), meta
 
 
@@ -94,8 +96,7 @@ def run_evaluation(job: EvalJob) -> dict:
     data = StreamImages(images, job.recipe.stream(len(images), size))
     source, label_meta = prepare_labels(job, images, teacher, data) if job.labels != "hard" else (None, None)
     out = job.eval_root / job.student / job.recipe.name
-    results = []
-    for k in range(job.seeds):
+    for k in job.topo.mine(list(range(job.seeds))):
         seed_dir = out / f"seed{k}"
         torch.manual_seed(derive_seed(k, "student-init"))
         model = Normalized(create_model(job.student, len(images.classes), size))
@@ -105,10 +106,13 @@ def run_evaluation(job: EvalJob) -> dict:
                                 log_path=job.log_path, desc=f"{job.student} seed{k}")
         save_checkpoint(seed_dir / "student.safetensors", model.net, job.student, images.classes, size,
                         val_accuracy=metrics["last_top1"], recipe=job.recipe.name, teacher=job.teacher)
-        results.append(metrics)
+    job.topo.barrier()  # every seed's metrics.json is on disk: gather them
+    results = [json.loads((out / f"seed{k}" / "metrics.json").read_text()) for k in range(job.seeds)]
     summary = summarise(job, results, size, label_meta)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    if job.topo.is_main:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "summary.md", summary_markdown(summary))
+    job.topo.barrier()
     return summary
 
 

@@ -94,14 +94,24 @@ class LabelStore:
 
 
 def relabel(data: StreamImages, teacher, store: LabelStore, epochs: int, fmt: str = "fp16", k: int = 0,
-            device: str = "cpu", workers: int = 0, log_path: Path | None = None, extra_meta: dict | None = None) -> dict:
-    """Store the teacher's logits for epochs 0..epochs-1 of the stream; epochs already on disk are skipped."""
+            device: str = "cpu", workers: int = 0, log_path: Path | None = None, extra_meta: dict | None = None,
+            topo=None) -> dict:
+    """Store the teacher's logits for epochs 0..epochs-1 of the stream; epochs already on disk are skipped.
+
+    Under several processes (``topo``, see d4m.parallel) the epochs are shared out; each epoch file depends only
+    on (stream seed, epoch), so the files are the same whatever the number of processes.
+    """
+    from d4m.parallel import Topology
+
+    topo = topo or Topology()
     if fmt not in FORMATS:
         raise ConfigError(f"--label-format {fmt!r}: expected one of {', '.join(FORMATS)}")
     meta = {"teacher": teacher.spec, "teacher_arch": teacher.arch, "stream": data.spec.to_dict(), "format": fmt,
             "k": int(k), "num_images": len(data), "num_classes": teacher.num_outputs, **(extra_meta or {})}
-    store.start(meta)
-    todo = [e for e in range(epochs) if not store.has_epoch(e)]
+    if topo.is_main:
+        store.start(meta)
+    topo.barrier()
+    todo = [e for e in topo.mine(list(range(epochs))) if not store.has_epoch(e)]
     teacher.to(device)
     with StageTimer(log_path, "relabel", unit="image_epochs", epochs=len(todo), labels=str(store.root)) as timer:
         for epoch in tqdm(todo, desc="relabel", unit="epoch", disable=not todo):
@@ -111,11 +121,14 @@ def relabel(data: StreamImages, teacher, store: LabelStore, epochs: int, fmt: st
                 sums.append(batch.checksum)
             store.write_epoch(epoch, torch.cat(parts), sums, fmt, k)
             timer.items += len(data)
+    topo.barrier()
     done = sorted(int(p.stem.split("_")[1]) for p in store.root.glob("epoch_*.safetensors"))
     used = store.bytes_used()
     final = {**store.meta(), "epochs_stored": len(done), "bytes": used,
              "bytes_per_image_epoch": round(used / max(1, len(done) * len(data)), 2)}
-    atomic_write_text(store.meta_path, json.dumps(final, indent=2) + "\n")
+    if topo.is_main:
+        atomic_write_text(store.meta_path, json.dumps(final, indent=2) + "\n")
+    topo.barrier()
     return final
 
 
