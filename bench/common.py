@@ -16,6 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.tiny_models
+from tests.tiny_models import write_clip_tokenizer, write_sd_extras  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -68,20 +71,6 @@ def save_result(name: str, record: dict) -> Path:
     return path
 
 
-def write_clip_tokenizer(folder: Path, max_length: int = 77) -> None:
-    """A character-level CLIP BPE vocabulary (letters, digits, a little punctuation), no merges."""
-    import string
-
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = list(string.ascii_lowercase + string.digits + ",.-'")
-    tokens = ["<|startoftext|>", "<|endoftext|>", "!"] + chars + [c + "</w>" for c in chars]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": max_length, "bos_token": "<|startoftext|>",
-        "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
-
-
 # SD v1.5's UNet block structure; the widths are the only thing scaled down in the CPU benchmark
 SD15_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
 SD15_UP = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
@@ -96,7 +85,7 @@ def make_sd_model(folder: Path, *, widths=(32, 64, 64, 64), cross_dim: int = 64,
     12 layers, the SD VAE); otherwise the same structure with the widths given.
     """
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -120,15 +109,8 @@ def make_sd_model(folder: Path, *, widths=(32, 64, 64, 64), cross_dim: int = 64,
                                         num_attention_heads=max(1, cross_dim // 64), max_position_embeddings=77,
                                         projection_dim=cross_dim, bos_token_id=0, eos_token_id=1, pad_token_id=1))
     text.save_pretrained(folder / "text_encoder")
-    write_clip_tokenizer(folder / "tokenizer")
-    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                  set_alpha_to_one=False, steps_offset=1).save_pretrained(folder / "scheduler")
-    (folder / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
-        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-        "scheduler": ["diffusers", "PNDMScheduler"], "safety_checker": [None, None],
-        "feature_extractor": [None, None], "requires_safety_checker": False}))
+    write_clip_tokenizer(folder / "tokenizer", max_length=77)
+    write_sd_extras(folder)
     return folder
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 
-def write_clip_tokenizer(folder: Path) -> None:
+def write_clip_tokenizer(folder: Path, max_length: int = 16) -> None:
     """A character-level CLIP BPE vocabulary (every lowercase letter and digit, with and without </w>)."""
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(string.ascii_lowercase + string.digits + ",.-'")
@@ -17,13 +17,13 @@ def write_clip_tokenizer(folder: Path) -> None:
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": 16, "bos_token": "<|startoftext|>",
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": max_length, "bos_token": "<|startoftext|>",
         "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
 
 
 def make_tiny_sd(folder: Path, latent_channels: int = 4, seed: int = 0) -> Path:
     """A Stable-Diffusion-shaped model: UNet2DConditionModel, AutoencoderKL, CLIP text encoder, PNDM scheduler."""
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -44,6 +44,14 @@ def make_tiny_sd(folder: Path, latent_channels: int = 4, seed: int = 0) -> Path:
                                         bos_token_id=0, eos_token_id=1, pad_token_id=1))
     text.save_pretrained(folder / "text_encoder")
     write_clip_tokenizer(folder / "tokenizer")
+    write_sd_extras(folder)
+    return folder
+
+
+def write_sd_extras(folder: Path) -> None:
+    """SD v1.5's PNDM scheduler config and a model_index.json naming the components (no safety checker)."""
+    from diffusers import PNDMScheduler
+
     PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
                   set_alpha_to_one=False, steps_offset=1).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({
@@ -52,4 +60,3 @@ def make_tiny_sd(folder: Path, latent_channels: int = 4, seed: int = 0) -> Path:
         "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
         "scheduler": ["diffusers", "PNDMScheduler"], "safety_checker": [None, None],
         "feature_extractor": [None, None], "requires_safety_checker": False}))
-    return folder
