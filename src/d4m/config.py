@@ -55,6 +55,7 @@ class DistillConfig:
     dtype: str = "auto"  # "auto": float16 on CUDA, float32 on CPU
     device: str = "auto"
     batch_size: int = 8
+    compile: bool = False  # torch.compile the UNet (worth it for long GPU runs; never changes what is computed)
     encode_batch_size: int = 32
     workers: int = 2
     preset: str | None = None

@@ -55,6 +55,7 @@ def _flags(p: argparse.ArgumentParser, stage: str) -> None:
         a("--negative-prompt")
         a("--out-size", type=int, help="output resolution (default: the dataset's; official code: 224)")
         a("--batch-size", type=int, help="images denoised together")
+        a("--compile", action="store_true", default=None, help="torch.compile the UNet (long GPU runs)")
 
 
 CLI_KEYS = {f for f in DistillConfig.__dataclass_fields__} - {"extras"}
@@ -145,6 +146,8 @@ def execute(cfg: DistillConfig, run, stage: str, force: bool = False) -> int:
         gen = None
         if cfg.generator == "model":
             gen = load_generator(cfg.model, device=device, dtype=dtype, scheduler=cfg.scheduler)
+            if cfg.compile:
+                gen.unet = torch.compile(gen.unet)
         with StageTimer(run.log, "synthesis", unit="images", device=device, world=topo.world) as t:
             run_synthesis(cfg, run, tensors["prototypes"].float(), meta["label_texts"], meta["classes"], codec,
                           gen, topo, device, dtype, timer=t, skipped=meta.get("skipped"))
