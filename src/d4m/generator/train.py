@@ -84,7 +84,7 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
         raise ConfigError(f"--resume: {out} was trained with another configuration ("
                           + ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff[:3]) + ")")
     try:
-        return torch.load(p["ckpt"], map_location="cpu", weights_only=False)
+        return torch.load(p["ckpt"], map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file is reported in one line
         raise ModelError(f"{p['ckpt']}: cannot read the checkpoint ({exc.__class__.__name__})") from None
 
