@@ -44,10 +44,15 @@ def topology(device: str = "cpu") -> Topology:
 
 
 def resolve_device(device: str, topo: Topology | None = None) -> str:
-    """'auto' -> this process's CUDA device when there is one, else 'cpu'."""
+    """'auto' -> this process's CUDA device (by LOCAL_RANK) when there is one, else 'cpu'; a CUDA device asked for
+    on a machine without CUDA is an error naming the flag."""
     import torch
 
+    from d4m.errors import ConfigError
+
     if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine")
         return device
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))

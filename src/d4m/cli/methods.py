@@ -40,9 +40,9 @@ def cmd_select(args) -> int:
 
 
 def _device(name: str) -> str:
-    from d4m.cli.ttm import _device as resolve
+    from d4m.parallel import resolve_device
 
-    return resolve(name)
+    return resolve_device(name)
 
 
 def cmd_stm(args) -> int:

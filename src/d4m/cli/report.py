@@ -6,7 +6,7 @@ from d4m.errors import ConfigError
 
 
 def cmd_report(args) -> int:
-    from d4m.cli.ttm import _device
+    from d4m.parallel import resolve_device as _device
     from d4m.report.build import build_report
 
     if args.classes < 1 or args.per_class < 1 or args.real_per_class < 1:
@@ -18,7 +18,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from d4m.cli.ttm import _device
+    from d4m.parallel import resolve_device as _device
     from d4m.report.export import export_hf
 
     kind, target = args.to

@@ -11,13 +11,10 @@ from d4m.errors import ConfigError
 
 
 def _device(name: str) -> str:
-    import torch
+    """The device of this process: under torchrun, 'auto' picks the GPU of its LOCAL_RANK."""
+    from d4m.parallel import resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return name
+    return resolve_device(name)
 
 
 def _where(args) -> tuple[Path, Path, Path, Path]:
