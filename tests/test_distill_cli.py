@@ -134,3 +134,26 @@ def test_more_images_than_prototypes_reuse_them_with_other_seeds(tmp_path, tiny_
     assert len(rows) == 50 and len(_pngs(run)) == 50
     assert [r["prototype_index"] for r in rows[:5]] == [0, 1, 0, 1, 0]
     assert len({r["seed"] for r in rows}) == 50 and len({r["sha256"] for r in rows}) == 50
+
+
+def test_synthesize_into_new_out_keeps_the_source_run(tmp_path, tiny_sd, cifar_subset):
+    """One set of prototypes feeds several syntheses (e.g. strength 0.5 and 0.7) without touching the source run."""
+    run = tmp_path / "protos"
+    assert main(["prototypes", "--data", f"folder:{cifar_subset}", "--ipc", "1", "--model", str(tiny_sd), "--size",
+                 "64", "--out", str(run), "--workers", "0", "--max-per-class", "4"]) == 0
+    source_config = (run / "config.yaml").read_bytes()
+    for strength in ("0.5", "0.7"):
+        out = tmp_path / f"s{strength}"
+        assert main(["synthesize", "--run", str(run), "--out", str(out), "--strength", strength, "--steps", "10"]) == 0
+        assert len(_pngs(out)) == 10
+        assert (out / "prototypes.safetensors").read_bytes() == (run / "prototypes.safetensors").read_bytes()
+        assert f"strength: {strength}" in (out / "config.yaml").read_text()
+    assert (run / "config.yaml").read_bytes() == source_config and not (run / "images").exists()
+    # 10 steps: strength 0.5 denoises 5 of them, 0.7 denoises 7 (with 4 steps both would round to 2)
+    a, b = (sorted(p.read_bytes() for p in _pngs(tmp_path / f"s{s}")) for s in ("0.5", "0.7"))
+    assert a != b
+    # resuming the same out is allowed; another strength there is refused like any other config change
+    assert main(["synthesize", "--run", str(run), "--out", str(tmp_path / "s0.5"), "--strength", "0.5",
+                 "--steps", "10"]) == 0
+    assert main(["synthesize", "--run", str(run), "--out", str(tmp_path / "s0.5"), "--strength", "0.6",
+                 "--steps", "10"]) == 2

@@ -76,6 +76,25 @@ def test_random_run_layout(random_run, cifar_subset):
     assert len({r["source"] for r in rows}) == 20
 
 
+def test_finished_select_is_not_redone(tmp_path, cifar_subset):
+    """Rerunning a finished selection (e.g. an experiment script resuming) keeps its files and log untouched."""
+    teacher = "cifar-resnet20:" + str(shared_path("weights", "cifar10-resnet", "resnet20-12fca82f.th"))
+    out = tmp_path / "kc"
+    args = ["select", "--method", "kcenter", "--data", f"folder:{cifar_subset}", "--ipc", "1", "--out", str(out),
+            "--features", "teacher", "--teacher", teacher, "--max-per-class", "4"]
+    assert main(args) == 0
+    def state():  # config.yaml is rewritten with the same text on every call; everything else must stay as it was
+        return {p: p.read_bytes() if p.name == "config.yaml" else p.stat().st_mtime_ns
+                for p in out.rglob("*") if p.is_file()}
+
+    files = state()
+    assert main(args) == 0
+    assert state() == files
+    missing = next((out / "images").rglob("*.png"))
+    missing.unlink()
+    assert main(args) == 0 and missing.is_file()  # an incomplete run is made again
+
+
 def test_kcenter_teacher_features_and_herding_codec(tmp_path, cifar_subset, tiny_sd):
     teacher = "cifar-resnet20:" + str(shared_path("weights", "cifar10-resnet", "resnet20-12fca82f.th"))
     out = tmp_path / "kc"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import torch
 
 from d4m.config import PROTOTYPE_KEYS, SYNTHESIS_KEYS, DistillConfig, merge, preset_names, resolve, validate
 from d4m.errors import ConfigError
+from d4m.runio.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,9 @@ def _flags(p: argparse.ArgumentParser, stage: str) -> None:
     a = p.add_argument
     a("--config", help="YAML file with any of the keys below (flags override it)")
     a("--preset", help=f"named paper setting: {', '.join(preset_names())}")
-    a("--out", help="run directory")
+    a("--out", help="run directory" + (" for the images (default: --run itself; a new one gets a copy of "
+                                       "the prototypes, so one set of prototypes feeds several syntheses)"
+                                       if stage == "synthesize" else ""))
     a("--force", action="store_true", help="overwrite a run directory made with another configuration")
     a("--seed", type=int)
     a("--device", help="'auto' (default: CUDA when available), 'cpu', 'cuda:0', ...")
@@ -92,8 +96,14 @@ def run_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"--run {args.run}: no config.yaml there (run `d4m prototypes` first)")
         cfg = merge(DistillConfig(), {k: v for k, v in old.items() if k != "out"}, str(run.config))
         cfg = merge(cfg, given, "command line")
+        source = None
+        if args.out and Path(args.out).resolve() != run.path.resolve():
+            if not run.prototypes.is_file():
+                raise ConfigError(f"--run {args.run}: no prototypes.safetensors there (run `d4m prototypes` first)")
+            source, run = run.prototypes, RunDir(args.out)
         cfg.out = str(run.path)
         validate(cfg)
+        return execute(cfg, run, stage, args.force, prototypes_from=source)
     else:
         cfg = resolve(given, args.config)
         if not cfg.data:
@@ -104,7 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
     return execute(cfg, run, stage, args.force)
 
 
-def execute(cfg: DistillConfig, run, stage: str, force: bool = False) -> int:
+def execute(cfg: DistillConfig, run, stage: str, force: bool = False, prototypes_from: Path | None = None) -> int:
     from d4m.codec import build_codec
     from d4m.data import DataSpec, open_dataset
     from d4m.parallel import resolve_device, topology
@@ -132,8 +142,12 @@ def execute(cfg: DistillConfig, run, stage: str, force: bool = False) -> int:
         outputs = (run.prototypes, run.parts) + (outputs if stage == "distill" else ())
     else:  # synthesis settings may change freely until the first image exists
         keys = (SYNTHESIS_KEYS + ("ipc",)) if run.images.is_dir() and any(run.images.iterdir()) else ()
+    if prototypes_from is not None:  # a new run dir fed by another run's prototypes: all settings are its own
+        keys = PROTOTYPE_KEYS + SYNTHESIS_KEYS + ("ipc",)
     if topo.is_main:
         run.prepare(cfg, keys, force, outputs)
+        if prototypes_from is not None:
+            atomic_write_bytes(run.prototypes, prototypes_from.read_bytes())
     topo.barrier()
     codec = build_codec(cfg.codec, cfg.model, device=device, dtype=dtype, posterior=cfg.posterior)
     if stage in ("prototypes", "distill"):

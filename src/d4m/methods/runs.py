@@ -78,6 +78,9 @@ def select_run(cfg: DistillConfig, method: str, features: str = "codec", teacher
     validate_select(cfg)
     run = RunDir(cfg.out)
     run.prepare(cfg, SELECT_KEYS, force, (run.images, run.manifest))
+    if _complete(run):  # the manifest is written last, so a run with one and all its files is done
+        log.info("%s: %s is complete (same configuration): nothing to do", method, run.path)
+        return run
     codec = teacher = None
     if method != "random" and features == "codec":
         from d4m.codec import build_codec
@@ -109,6 +112,13 @@ def select_run(cfg: DistillConfig, method: str, features: str = "codec", teacher
         _manifest(run, rows)
     log.info("%s: %d images in %s", method, len(rows), run.images)
     return run
+
+
+def _complete(run: RunDir) -> bool:
+    if not run.manifest.is_file():
+        return False
+    rows = [json.loads(line) for line in run.manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return bool(rows) and all((run.path / r["file"]).is_file() for r in rows)
 
 
 def validate_select(cfg: DistillConfig) -> None:
