@@ -54,7 +54,7 @@ def plan(a) -> dict:
             evals.append({"run": "decode-online-ipc10", "recipe": "locked", "epochs": epochs["locked"],
                           "teacher": "resnet56", "card": False, "ipc": 10})
             if a.generator:
-                gen = ["--model", str(a.generator), "--codec", a.codec, "--guidance", str(a.guidance),
+                gen = ["--generator", "model", "--model", str(a.generator), "--codec", a.codec, "--guidance", str(a.guidance),
                        "--negative-prompt", "", "--steps", "50", "--device", "cpu", "--seed", "0"]
                 source = ["synthesize", "--run", str(a.out / "decode-online-ipc10")]
                 for strength in (0.5, 0.7):

@@ -157,3 +157,18 @@ def test_synthesize_into_new_out_keeps_the_source_run(tmp_path, tiny_sd, cifar_s
                  "--steps", "10"]) == 0
     assert main(["synthesize", "--run", str(run), "--out", str(tmp_path / "s0.5"), "--strength", "0.6",
                  "--steps", "10"]) == 2
+
+
+def test_synthesize_refuses_denoising_flags_on_a_decode_run(tmp_path, cifar_subset, tiny_sd, capsys):
+    """A decode run (generator none) given --model/--strength must not silently decode again."""
+    taef2 = shared_path("weights", "taef2")
+    run = tmp_path / "dec"
+    assert main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "1", "--codec", f"taef2:{taef2}",
+                 "--generator", "none", "--size", "32", "--out", str(run), "--workers", "0",
+                 "--max-per-class", "4"]) == 0
+    out = tmp_path / "s07"
+    assert main(["synthesize", "--run", str(run), "--out", str(out), "--model", str(tiny_sd), "--strength",
+                 "0.7"]) == 2
+    assert "--generator model" in capsys.readouterr().err and not out.exists()
+    assert main(["synthesize", "--run", str(run), "--out", str(out), "--init", "noise", "--generator", "none"]) == 2
+    assert "--init noise" in capsys.readouterr().err

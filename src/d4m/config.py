@@ -178,6 +178,9 @@ def validate(cfg: DistillConfig) -> None:
             raise ConfigError(f"--{key.replace('_', '-')} {getattr(cfg, key)!r}: expected one of {', '.join(allowed)}")
     if "{}" not in cfg.prompt_template:
         raise ConfigError(f"--prompt-template {cfg.prompt_template!r}: must contain '{{}}' for the class text")
+    if cfg.init == "noise" and cfg.generator == "none":
+        raise ConfigError("--init noise: needs --generator model (with --generator none nothing is denoised, so the "
+                          "images would be the decoded prototypes)")
 
 
 def dump(cfg: DistillConfig) -> str:

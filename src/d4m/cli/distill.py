@@ -96,6 +96,10 @@ def run_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"--run {args.run}: no config.yaml there (run `d4m prototypes` first)")
         cfg = merge(DistillConfig(), {k: v for k, v in old.items() if k != "out"}, str(run.config))
         cfg = merge(cfg, given, "command line")
+        denoising = [k for k in ("model", "strength", "guidance", "steps", "scheduler", "negative_prompt") if k in given]
+        if cfg.generator == "none" and "generator" not in given and denoising:
+            raise ConfigError(f"--{denoising[0].replace('_', '-')} given, but --run {args.run} decodes its prototypes "
+                              "(generator: none in its config.yaml); add --generator model to denoise them")
         source = None
         if args.out and Path(args.out).resolve() != run.path.resolve():
             if not run.prototypes.is_file():
