@@ -54,8 +54,8 @@ def plan(a) -> dict:
             evals.append({"run": "decode-online-ipc10", "recipe": "locked", "epochs": epochs["locked"],
                           "teacher": "resnet56", "card": False, "ipc": 10})
             if a.generator:
-                gen = ["--generator", "model", "--model", str(a.generator), "--codec", a.codec, "--guidance", str(a.guidance),
-                       "--negative-prompt", "", "--steps", "50", "--device", "cpu", "--seed", "0"]
+                gen = ["--generator", "model", "--model", str(a.generator), "--codec", a.codec, "--guidance",
+                       str(a.guidance), "--negative-prompt", "", "--steps", "50", "--device", "cpu", "--seed", "0"]
                 source = ["synthesize", "--run", str(a.out / "decode-online-ipc10")]
                 for strength in (0.5, 0.7):
                     group[f"d4m-s{strength}-ipc10"] = source + gen + ["--strength", str(strength)]
