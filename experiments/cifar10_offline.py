@@ -176,8 +176,28 @@ def write_results(out: Path, p: dict, a) -> None:
         lines.append(f"| {r['run'].rsplit('-ipc', 1)[0]} | {r['ipc']} | {r['recipe']} ({r['epochs']}) | "
                      f"{r['teacher']} | {ms(r['top1'])} | {ms(r['best'])} | {ms(c.get('random'))} | "
                      f"{ms(c.get('hard'))} | {c.get('IOR', '-')} | {c.get('HLR', '-')} |")
+    lines += ["", *cost_table(out, [n for g in p["runs"].values() for n in g])]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def cost_table(out: Path, names: list[str]) -> list[str]:
+    """Each run's stages from its log.jsonl: total wall time, count, throughput and peak memory (CPU RSS)."""
+    lines = ["| run | stage | times run | wall s (total) | throughput | peak RSS MB |", "|---|---|---|---|---|---|"]
+    for name in names:
+        stages: dict[str, list[dict]] = {}
+        log = out / name / "log.jsonl"
+        for rec in (json.loads(x) for x in log.read_text().splitlines() if x.strip()) if log.is_file() else ():
+            key = rec["stage"].split(" seed")[0] + (f" ({rec['recipe']})" if "recipe" in rec else "")
+            key += f" [{Path(rec['labels']).name}]" if "labels" in rec else ""
+            stages.setdefault(key, []).append(rec)
+        for key, recs in stages.items():
+            unit = next(k for k in recs[-1] if k.endswith("_per_s"))
+            rate = sum(r[unit] for r in recs) / len(recs)
+            lines.append(f"| {name} | {key} | {len(recs)} | {sum(r['wall_s'] for r in recs):.0f} | "
+                         f"{rate:.1f} {unit[:-6].replace('_', '-')}/s | "
+                         f"{max(r.get('cpu_peak_rss_mb', 0) for r in recs):.0f} |")
+    return lines
 
 
 if __name__ == "__main__":
