@@ -188,6 +188,8 @@ def cost_table(out: Path, names: list[str]) -> list[str]:
         stages: dict[str, list[dict]] = {}
         log = out / name / "log.jsonl"
         for rec in (json.loads(x) for x in log.read_text().splitlines() if x.strip()) if log.is_file() else ():
+            if not rec.get("images", rec.get("image_epochs", 1)):
+                continue  # a resumed stage that found its work done
             key = rec["stage"].split(" seed")[0] + (f" ({rec['recipe']})" if "recipe" in rec else "")
             key += f" [{Path(rec['labels']).name}]" if "labels" in rec else ""
             stages.setdefault(key, []).append(rec)
