@@ -172,3 +172,8 @@ def test_synthesize_refuses_denoising_flags_on_a_decode_run(tmp_path, cifar_subs
     assert "--generator model" in capsys.readouterr().err and not out.exists()
     assert main(["synthesize", "--run", str(run), "--out", str(out), "--init", "noise", "--generator", "none"]) == 2
     assert "--init noise" in capsys.readouterr().err
+    # a decode run whose codec is the model's VAE may be pointed at another copy of that model
+    vae_run = tmp_path / "vae-dec"
+    assert main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "1", "--model", str(tiny_sd), "--generator",
+                 "none", "--size", "32", "--out", str(vae_run), "--workers", "0", "--max-per-class", "4"]) == 0
+    assert main(["synthesize", "--run", str(vae_run), "--model", str(tiny_sd)]) == 0

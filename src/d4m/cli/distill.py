@@ -96,7 +96,10 @@ def run_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"--run {args.run}: no config.yaml there (run `d4m prototypes` first)")
         cfg = merge(DistillConfig(), {k: v for k, v in old.items() if k != "out"}, str(run.config))
         cfg = merge(cfg, given, "command line")
-        denoising = [k for k in ("model", "strength", "guidance", "steps", "scheduler", "negative_prompt") if k in given]
+        flags = ["strength", "guidance", "steps", "scheduler", "negative_prompt"]
+        if cfg.codec != "model":  # with the model's own VAE as the codec, --model may just relocate that model
+            flags.append("model")
+        denoising = [k for k in flags if k in given]
         if cfg.generator == "none" and "generator" not in given and denoising:
             raise ConfigError(f"--{denoising[0].replace('_', '-')} given, but --run {args.run} decodes its prototypes "
                               "(generator: none in its config.yaml); add --generator model to denoise them")
