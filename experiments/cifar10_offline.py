@@ -25,6 +25,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from d4m.runio.rundir import read_jsonl
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES_PER_S = 200  # ConvNet-W128, stored labels, 1 thread (measured; 320 with 2 threads)
 VAL_S = 20  # one pass over the 10,000 test JPEGs, 1 thread
@@ -186,8 +188,7 @@ def cost_table(out: Path, names: list[str]) -> list[str]:
     lines = ["| run | stage | times run | wall s (total) | throughput | peak RSS MB |", "|---|---|---|---|---|---|"]
     for name in names:
         stages: dict[str, list[dict]] = {}
-        log = out / name / "log.jsonl"
-        for rec in (json.loads(x) for x in log.read_text().splitlines() if x.strip()) if log.is_file() else ():
+        for rec in read_jsonl(out / name / "log.jsonl"):
             if not rec.get("images", rec.get("image_epochs", 1)):
                 continue  # a resumed stage that found its work done
             key = rec["stage"].split(" seed")[0] + (f" ({rec['recipe']})" if "recipe" in rec else "")

@@ -6,14 +6,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from d4m.runio.rundir import RunDir
+
 
 def panel(run: Path, per_class: int, tile: int) -> Image.Image:
-    rows = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = RunDir(run).rows()
     classes = sorted({r["class_index"] for r in rows})
     img = Image.new("RGB", (per_class * (tile + 1) + 1, len(classes) * (tile + 1) + 13), "white")
     ImageDraw.Draw(img).text((2, 0), run.name.removesuffix("-ipc10"), fill="black")

@@ -10,7 +10,6 @@ image made from it: a k-means centre that averaged hundreds of latents decodes t
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy.stats import spearmanr
 
+from d4m.runio.rundir import RunDir
 from d4m.runio.tensors import load_tensors
 
 
@@ -28,7 +28,7 @@ def laplacian_variance(path: Path) -> float:
 
 
 def describe(run: Path) -> str:
-    rows = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = RunDir(run).rows()
     sharp = np.array([laplacian_variance(run / r["file"]) for r in rows])
     msg = f"{run.name}: {len(rows)} images, sharpness median {np.median(sharp):.0f}"
     if (run / "prototypes.safetensors").is_file() and "prototype_index" in rows[0]:

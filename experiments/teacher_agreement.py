@@ -11,7 +11,6 @@ it misreads the crops, a student trained on its soft labels learns the misreadin
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -19,10 +18,11 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from d4m.models import load_teacher
+from d4m.runio.rundir import RunDir
 
 
 def load_run(run: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = RunDir(run).rows()
     to_tensor = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
     images = torch.stack([to_tensor(Image.open(run / r["file"]).convert("RGB")) for r in rows])
     return images, torch.tensor([r["class_index"] for r in rows])

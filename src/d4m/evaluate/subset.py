@@ -20,6 +20,7 @@ from d4m.data import DataSpec
 from d4m.data.classnames import imagenet_table
 from d4m.errors import ConfigError, DataError
 from d4m.runio import StageTimer, atomic_write_text
+from d4m.runio.rundir import RunDir
 
 _WNID = re.compile(r"n\d{8}")
 
@@ -34,11 +35,6 @@ def read_wnids(source: str) -> list[str]:
     if not wnids:
         raise ConfigError(f"--classes {source!r}: no wnids in {path}")
     return wnids
-
-
-def _manifest(run: Path) -> list[dict]:
-    path = run / "manifest.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def folder_wnids(run: Path, folders: list[Path], manifest: list[dict]) -> list[str]:
@@ -67,7 +63,7 @@ def make_subset(run: Path, wnid_source: str, out: Path, copy: bool = False) -> d
     if (out / "images").exists():
         raise ConfigError(f"--out {out}: already has images/; choose a new folder")
     folders = sorted(p for p in images.iterdir() if p.is_dir() and not p.name.startswith("."))
-    manifest = _manifest(run)
+    manifest = RunDir(run).rows()
     wnids = folder_wnids(run, folders, manifest)
     where = {w: i for i, w in enumerate(wnids)}
     wanted = read_wnids(wnid_source)

@@ -115,9 +115,7 @@ def select_run(cfg: DistillConfig, method: str, features: str = "codec", teacher
 
 
 def _complete(run: RunDir) -> bool:
-    if not run.manifest.is_file():
-        return False
-    rows = [json.loads(line) for line in run.manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = run.rows()
     return bool(rows) and all((run.path / r["file"]).is_file() for r in rows)
 
 
@@ -135,9 +133,7 @@ def read_run(path: str | Path) -> tuple[RunDir, dict, list[dict]]:
     if not run.images.is_dir():
         raise ConfigError(f"--run {path}: no images/ folder (not a d4m run directory)")
     cfg = run.read_config() or {}
-    rows = [json.loads(line) for line in run.manifest.read_text().splitlines() if line.strip()] \
-        if run.manifest.is_file() else []
-    return run, cfg, rows
+    return run, cfg, run.rows()
 
 
 def stm_run(source: str | Path, teacher_spec: str, out: str | Path, iterations: int, lr: float, bn_weight: float,

@@ -26,6 +26,7 @@ from d4m.models.classes import normalise, same_class
 from d4m.report import html
 from d4m.report.figures import image_grid, tsne_embedding, tsne_figure
 from d4m.runio import StageTimer, atomic_write_text
+from d4m.runio.rundir import read_jsonl
 from d4m.seeding import cpu_generator
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,7 @@ def tsne_panel(teacher_spec, images, shown, real, data, out: Path, real_per_clas
 def stage_rows(log_path: Path) -> list[dict]:
     keys = ("stage", "wall_s", "images", "images_per_s", "image_epochs", "cpu_peak_rss_mb", "cuda_peak_alloc_mb",
             "world", "time")
-    rows = []
-    if log_path.is_file():
-        for line in log_path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                rows.append({k: rec.get(k) for k in keys})
-    return rows
+    return [{k: rec.get(k) for k in keys} for rec in read_jsonl(log_path)]
 
 
 def manifest_summary(rows: list[dict], cfg: dict) -> dict:

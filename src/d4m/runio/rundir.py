@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import unicodedata
@@ -14,6 +15,14 @@ from d4m.errors import ConfigError, D4MError
 from d4m.runio.atomic import atomic_write_text
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file (manifest.jsonl, log.jsonl); [] when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
@@ -24,6 +33,10 @@ class RunDir:
     images = property(lambda self: self.path / "images")
     manifest = property(lambda self: self.path / "manifest.jsonl")
     log = property(lambda self: self.path / "log.jsonl")
+
+    def rows(self) -> list[dict]:
+        """The manifest's rows, one per image ([] before any image is written)."""
+        return read_jsonl(self.manifest)
 
     def read_config(self) -> dict | None:
         if not self.config.is_file():
