@@ -11,6 +11,7 @@ import os
 import shutil
 
 from d4m.errors import ConfigError
+from d4m.parallel import resolve_device
 
 log = logging.getLogger(__name__)
 ALIASES = {"decode": {"generator": "none"}, "noise-init": {"init": "noise", "generator": "model"}}
@@ -34,22 +35,16 @@ def cmd_select(args) -> int:
     from d4m.methods.runs import select_run
 
     cfg = merge(DistillConfig(), given, "command line")
-    run = select_run(cfg, args.method, args.features, args.teacher, args.force, _device(args.device))
+    run = select_run(cfg, args.method, args.features, args.teacher, args.force, resolve_device(args.device))
     print(f"{args.method}: images in {run.images}")
     return 0
-
-
-def _device(name: str) -> str:
-    from d4m.parallel import resolve_device
-
-    return resolve_device(name)
 
 
 def cmd_stm(args) -> int:
     from d4m.methods.runs import stm_run
 
     run = stm_run(args.run, args.teacher, args.out, args.iterations, args.lr, args.bn_weight, args.batch_size,
-                  args.seed, _device(args.device), args.force)
+                  args.seed, resolve_device(args.device), args.force)
     print(f"stm: images in {run.images}")
     return 0
 

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 from d4m.errors import ConfigError
+from d4m.parallel import resolve_device
 
 
 def cmd_report(args) -> int:
-    from d4m.parallel import resolve_device as _device
     from d4m.report.build import build_report
 
     if args.classes < 1 or args.per_class < 1 or args.real_per_class < 1:
         raise ConfigError("--classes, --per-class and --real-per-class must be >= 1")
     page = build_report(args.run, args.teacher, args.classes, args.per_class, args.real_per_class,
-                        seed=args.seed, device=_device(args.device))
+                        seed=args.seed, device=resolve_device(args.device))
     print(f"report: {page}")
     return 0
 
 
 def cmd_export(args) -> int:
-    from d4m.parallel import resolve_device as _device
     from d4m.report.export import export_hf
 
     kind, target = args.to
     if kind != "hf":
         raise ConfigError(f"--to {kind}: unknown format (expected: --to hf DIR)")
-    out, n = export_hf(args.run, target, args.teacher, _device(args.device), args.force)
+    out, n = export_hf(args.run, target, args.teacher, resolve_device(args.device), args.force)
     print(f"export: {n} images -> {out} (datasets.load_from_disk)")
     return 0
 

@@ -8,13 +8,8 @@ import shlex
 from pathlib import Path
 
 from d4m.errors import ConfigError
+from d4m.parallel import resolve_device
 
-
-def _device(name: str) -> str:
-    """The device of this process: under torchrun, 'auto' picks the GPU of its LOCAL_RANK."""
-    from d4m.parallel import resolve_device
-
-    return resolve_device(name)
 
 
 def _where(args) -> tuple[Path, Path, Path, Path]:
@@ -94,7 +89,7 @@ def cmd_relabel(args) -> int:
     fmt = "topk" if args.topk else args.label_format
     store = LabelStore(labels_root / (args.name or label_set_name(teacher.arch, recipe, fmt, args.topk)))
     meta = relabel(StreamImages(images, recipe.stream(len(images), size)), teacher, store, recipe.epochs, fmt,
-                   args.topk, _device(args.device), args.workers, log,
+                   args.topk, resolve_device(args.device), args.workers, log,
                    extra_meta={"images": str(images_dir), "recipe": recipe.name}, topo=topology(args.device))
     print(f"labels: {store.root} ({meta['epochs_stored']} epochs, {meta['bytes']} bytes, "
           f"{meta['bytes_per_image_epoch']} bytes per image-epoch)")
@@ -112,9 +107,9 @@ def cmd_evaluate(args) -> int:
     job = EvalJob(images=images_dir, val=args.val, teacher=args.teacher, student=args.student,
                   recipe=load_recipe(args.recipe, args.epochs), eval_root=eval_root, labels_root=labels_root,
                   seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
-                  size=args.size, device=_device(args.device), workers=args.workers, physical_batch=args.batch_size,
-                  eval_every=args.eval_every, val_limit=args.val_limit, log_path=log, command=_command(args),
-                  topo=topology(args.device))
+                  size=args.size, device=resolve_device(args.device), workers=args.workers,
+                  physical_batch=args.batch_size, eval_every=args.eval_every, val_limit=args.val_limit, log_path=log,
+                  command=_command(args), topo=topology(args.device))
     if args.val_limit is not None and args.val_limit < 1:
         raise ConfigError(f"--val-limit {args.val_limit}: must be >= 1")
     if args.card:
@@ -136,7 +131,7 @@ def cmd_teacher_train(args) -> int:
     from d4m.train.teacher import train_teacher
 
     size = default_image_size(args.data, args.size)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     evaluate = None
     if DataSpec.parse(args.data).kind != "folder":
         evaluate = lambda m: ValSet(args.data, size, workers=args.workers).top1(m, device)  # noqa: E731
@@ -152,7 +147,7 @@ def cmd_teacher_eval(args) -> int:
     from d4m.models import class_columns, load_teacher
     from d4m.runio import StageTimer
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     teacher = load_teacher(args.teacher).to(device)
     size = args.size or (default_image_size(args.val) if not args.val.startswith("folder:") else teacher.input_size)
     val = ValSet(args.val, size, limit=args.limit, workers=args.workers)
