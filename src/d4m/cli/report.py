@@ -17,14 +17,23 @@ def cmd_report(args) -> int:
     return 0
 
 
+_HOW = {"hf": "datasets.load_from_disk", "ddranking": "DD-Ranking: images/, images.pt, labels.pt, config.yaml"}
+
+
 def cmd_export(args) -> int:
-    from d4m.report.export import export_hf
+    from d4m.report.export import EXPORTERS, export
 
     kind, target = args.to
-    if kind != "hf":
-        raise ConfigError(f"--to {kind}: unknown format (expected: --to hf DIR)")
-    out, n = export_hf(args.run, target, args.teacher, resolve_device(args.device), args.force)
-    print(f"export: {n} images -> {out} (datasets.load_from_disk)")
+    if kind not in EXPORTERS:
+        raise ConfigError(f"--to {kind}: unknown format (one of {', '.join(EXPORTERS)})")
+    options = {}
+    if kind == "ddranking":
+        options = {"dataset": args.dataset, "recipe": args.recipe, "mode": args.label_mode}
+    elif args.dataset or args.recipe != "paper" or args.label_mode != "M":
+        raise ConfigError("--dataset, --recipe and --label-mode apply to --to ddranking only")
+    out, n = export(args.run, kind, target, teacher=args.teacher, device=resolve_device(args.device),
+                    force=args.force, **options)
+    print(f"export: {n} images -> {out} ({_HOW[kind]})")
     return 0
 
 
@@ -39,10 +48,16 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="export a run's images (and soft labels) as a Hugging Face dataset")
+    p = sub.add_parser("export", help="export a run's images (and soft labels): a Hugging Face dataset or DD-Ranking")
     p.add_argument("--run", required=True)
-    p.add_argument("--to", nargs=2, metavar=("FORMAT", "DIR"), required=True, help="hf DIR")
-    p.add_argument("--teacher", help="add a soft_label column: the teacher's logits on each whole image")
+    p.add_argument("--to", nargs=2, metavar=("FORMAT", "DIR"), required=True, help="hf DIR or ddranking DIR")
+    p.add_argument("--teacher", help="soft labels: the teacher's logits on each whole image (hf: soft_label "
+                   "column; ddranking: labels.pt)")
+    p.add_argument("--dataset", help="ddranking: its dataset name (CIFAR10, CIFAR100, TinyImageNet, ImageNet1K); "
+                   "default: from the run's --data")
+    p.add_argument("--recipe", default="paper", help="ddranking: the d4m recipe its config.yaml carries (default paper)")
+    p.add_argument("--label-mode", default="M", choices=("M", "S"), help="ddranking: soft_label_mode in config.yaml "
+                   "(M: its teachers relabel each batch; S: labels.pt)")
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="write into a non-empty DIR")
     p.set_defaults(func=cmd_export)

@@ -44,7 +44,7 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
     src.add_argument("--images", help="any ImageFolder of distilled images (results under --out)")
     p.add_argument("--teacher", required=True, help="torchvision:NAME | cifar-resnet20:FILE | cifar-resnet56:FILE | "
                    "checkpoint:FILE")
-    p.add_argument("--recipe", default="paper", help="paper, locked or a YAML file (default: paper)")
+    p.add_argument("--recipe", default="paper", help="paper, locked, ddranking or a YAML file (default: paper)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--size", type=int, help="image size (default: from --val: cifar 32, tiny 64, imagenet 224)")
     p.add_argument("--topk", type=int, default=0, help="store only the top K logits (+ the mean of the rest)")

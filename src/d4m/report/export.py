@@ -1,4 +1,7 @@
-"""``d4m export --to hf DIR``: a run's images as a Hugging Face ``datasets`` dataset (``load_from_disk`` reads it).
+"""``d4m export --to FORMAT DIR``: ``export(run, to, out)`` dispatches by format name to an exporter in ``EXPORTERS``.
+
+``hf``: a run's images as a Hugging Face ``datasets`` dataset (``load_from_disk`` reads it).
+``ddranking``: images, tensors, soft labels and a config for DD-Ranking (``d4m.report.ddranking``).
 
 Columns: ``image`` (PNG), ``label`` (ClassLabel in the run's class order), ``class_name``, ``file`` (path in the
 run) and, with a teacher, ``soft_label``: the teacher's logits on the whole image (no crop, no mixing). The
@@ -62,3 +65,25 @@ def _teacher_logits(spec: str, images, device: str) -> list[list[float]]:
         x = TF.to_dtype(TF.pil_to_tensor(images.load(i)), torch.float32, scale=True)[None].to(device)
         out.append([float(v) for v in teacher(x)[0].cpu()])
     return out
+
+
+def _ddranking(*args, **kwargs):
+    from d4m.report.ddranking import export_ddranking
+
+    return export_ddranking(*args, **kwargs)
+
+
+# format name -> exporter(run, out, teacher=None, device="cpu", force=False, **options) -> (out, number of images)
+EXPORTERS = {"hf": export_hf, "ddranking": _ddranking}
+
+
+def export(run, to: str, out: str | Path, **options):
+    """Export run ``run`` in format ``to`` (a name in ``EXPORTERS``) into ``out``; return (out, number of images).
+
+    Example::
+
+        export("runs/c10-ipc10", "ddranking", "exports/c10", teacher="cifar-resnet20:resnet20.th")
+    """
+    if to not in EXPORTERS:
+        raise ConfigError(f"--to {to}: unknown format (one of {', '.join(EXPORTERS)})")
+    return EXPORTERS[to](run, out, **options)

@@ -36,9 +36,14 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def lr_at(recipe: Recipe, epoch: int) -> float:
-    """Learning rate for ``epoch`` (0-based): cosine from lr to 0 over the recipe's epochs, stepped per epoch."""
+    """Learning rate for ``epoch`` (0-based): cosine from lr to 0 over the recipe's epochs, stepped per epoch.
+
+    ``half-cosine`` is DD-Ranking's 'cosine' (a LambdaLR of 0.5 (1 + cos(pi e / (2 E)))): half a period, lr to lr / 2.
+    """
     if recipe.schedule == "constant":
         return recipe.lr
+    if recipe.schedule == "half-cosine":
+        return 0.5 * recipe.lr * (1.0 + math.cos(math.pi * epoch / recipe.epochs / 2))
     return 0.5 * recipe.lr * (1.0 + math.cos(math.pi * epoch / recipe.epochs))
 
 

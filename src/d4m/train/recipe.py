@@ -1,4 +1,5 @@
-"""Student recipes as YAML data: ``paper`` and ``locked`` ship with d4m; ``--recipe my.yaml`` reads a user's file."""
+"""Student recipes as YAML data: ``paper``, ``locked`` and ``ddranking`` ship with d4m; ``--recipe my.yaml`` reads a
+user's file."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import yaml
 from d4m.errors import ConfigError
 from d4m.labels.stream import StreamSpec
 
-BUILTIN = ("paper", "locked")
+BUILTIN = ("paper", "locked", "ddranking")
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Recipe:
     lr: float = 1e-3
     weight_decay: float = 0.01
     momentum: float = 0.9  # sgd only
-    schedule: str = "cosine"  # cosine (per epoch, to 0) or constant
+    schedule: str = "cosine"  # cosine (per epoch, to 0), half-cosine (DD-Ranking's: to lr / 2) or constant
     scale: tuple = (0.08, 1.0)
     ratio: tuple = (3 / 4, 4 / 3)
     flip: bool = True
@@ -44,7 +45,7 @@ class Recipe:
         return d
 
 
-_CHOICES = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "constant"),
+_CHOICES = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "half-cosine", "constant"),
             "mix": ("cutmix", "mixup", "none")}
 
 
