@@ -2,7 +2,8 @@
 
 ``cifar10:ROOT`` / ``cifar100:ROOT`` (torchvision; downloaded into ROOT when online), ``tiny-imagenet:ROOT``
 (official tiny-imagenet-200 layout), ``imagenet:ROOT`` (train/<wnid>/, val/<wnid>/), ``folder:PATH`` (any
-ImageFolder: one sub-folder per class, sorted names = class order).
+ImageFolder: one sub-folder per class, sorted names = class order), ``hf:PATH[:SPLIT]`` (a local Hugging Face
+``datasets`` dataset, see ``d4m.data.hf``).
 
 Every dataset is a ``LabeledImages``: ``classes`` (ids: folder names or wnids), ``label_texts`` (what a prompt
 says), ``targets`` and ``load(i)`` returning an RGB PIL image.
@@ -22,7 +23,7 @@ from d4m.data.classnames import cifar_names, imagenet_label_texts, label_text, t
 from d4m.data.images import CorruptImage, is_image_file, load_rgb
 from d4m.errors import DataError
 
-KINDS = ("cifar10", "cifar100", "tiny-imagenet", "imagenet", "folder")
+KINDS = ("cifar10", "cifar100", "tiny-imagenet", "imagenet", "folder", "hf")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ def open_dataset(spec: str | DataSpec, split: str = "train", transform=None, dow
     elif spec.kind == "imagenet":
         sub = spec.root / ("train" if split == "train" else "val")
         ds = _folder(sub, f"imagenet:{sub}", texts=lambda wnids: imagenet_label_texts(wnids))
+    elif spec.kind == "hf":
+        from d4m.data.hf import open_hf
+
+        ds = open_hf(str(spec.root), split)
     else:
         ds = _folder(spec.root, f"folder:{spec.root}")
     ds.transform = transform
