@@ -52,3 +52,30 @@ def test_report_with_teacher_in_chromium(run, tmp_path):
     assert arr.shape == (2000, 1200)
     assert arr.std() > 20  # not blank: text, tables and pictures
     assert (arr < 100).mean() > 0.01  # the figures' dark pixels rendered
+
+
+def test_report_names_wnid_classes_with_their_label_text(tmp_path, monkeypatch):
+    """Tiny-ImageNet / ImageNet runs: 'n01443537 goldfish' in the grid, the t-SNE legend and the classes table."""
+    import d4m.report.build as build
+    from tests.ttm_helpers import make_folder, tiny_teacher_file
+
+    wnids = ["n01443537", "n01629819", "n01641577"]
+    run = tmp_path / "run"
+    make_folder(run / "images", classes=wnids, per_class=3, size=16)
+    teacher = f"checkpoint:{tiny_teacher_file(tmp_path / 't.safetensors', classes=wnids)}"
+    seen = {}
+
+    def spy(name, position):
+        real = getattr(build, name)
+
+        def wrapper(*args, **kwargs):
+            seen[name] = args[position]  # the class names the figure writes
+            return real(*args, **kwargs)
+        monkeypatch.setattr(build, name, wrapper)
+    spy("image_grid", 2)
+    spy("tsne_figure", 3)
+    assert main(["report", "--run", str(run), "--teacher", teacher]) == 0
+    expected = ["n01443537 goldfish", "n01629819 European fire salamander", "n01641577 bullfrog"]
+    assert seen["image_grid"] == expected and seen["tsne_figure"] == expected
+    page = (run / "report" / "report.html").read_text()
+    assert "<td>n01629819</td><td>European fire salamander, Salamandra salamandra</td><td>3</td>" in page

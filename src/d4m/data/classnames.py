@@ -37,6 +37,21 @@ def label_text(name: str) -> str:
     return name.replace("_", " ").strip()
 
 
+def display_name(class_id: str, text: str | None) -> str:
+    """'n01443537 goldfish': the class id and its label text's first name, unless the text only repeats the id."""
+    text = (text or "").split(",")[0].strip()
+    if not text:
+        return class_id
+    same = " ".join(class_id.lower().replace("_", " ").split()) == " ".join(text.lower().replace("_", " ").split())
+    return class_id if same else f"{class_id} {text}"
+
+
+def known_label_texts(class_ids: list[str]) -> list[str] | None:
+    """Label texts for ImageNet wnids (ImageNet, Tiny-ImageNet, their subsets); None when an id is not a wnid."""
+    table = {wnid: label for wnid, _, label in imagenet_table()}
+    return [table[c] for c in class_ids] if class_ids and all(c in table for c in class_ids) else None
+
+
 def imagenet_label_texts(wnids: list[str]) -> list[str]:
     """Label texts for ImageNet wnids (any subset, e.g. a user's train folders)."""
     table = {wnid: label for wnid, _, label in imagenet_table()}

@@ -19,6 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from d4m.data import open_dataset
+from d4m.data.classnames import display_name, known_label_texts
 from d4m.errors import D4MError
 from d4m.evaluate.run import open_images
 from d4m.methods.runs import read_run
@@ -58,12 +59,38 @@ def real_classes(cfg: dict, names: list[str]):
     return data, out
 
 
+def label_texts(run, classes: list[str], data) -> list[str | None]:
+    """Each class's label text: the run's prototypes metadata, else the real dataset's, else the ImageNet table."""
+    ids = [normalise(c) for c in classes]
+    if run.prototypes.is_file():
+        from d4m.runio.tensors import load_tensors
+
+        try:
+            meta = load_tensors(run.prototypes)[1]
+        except D4MError:
+            meta = {}
+        if len(meta.get("label_texts") or []) == len(classes):
+            return list(meta["label_texts"])
+    if data is not None:
+        texts = {normalise(c): t for c, t in zip(data.classes, data.label_texts)}
+        if all(i in texts for i in ids):
+            return [texts[i] for i in ids]
+    return known_label_texts(ids) or [None] * len(classes)
+
+
+def class_rows(classes: list[str], texts: list, targets: list[int]) -> list[dict]:
+    counts = Counter(targets)
+    return [{"index": c, "class id": normalise(name), "label text": text, "distilled images": counts.get(c, 0)}
+            for c, (name, text) in enumerate(zip(classes, texts))]
+
+
 def _tensor(img: Image.Image, size: int) -> torch.Tensor:
     img = img if img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
     return TF.to_dtype(TF.pil_to_tensor(img), torch.float32, scale=True)
 
 
-def tsne_panel(teacher_spec, images, shown, real, data, out: Path, real_per_class: int, seed: int, device: str):
+def tsne_panel(teacher_spec, images, shown, real, data, out: Path, real_per_class: int, seed: int, device: str,
+               names: list[str]):
     from d4m.methods.features import teacher_features
     from d4m.models import load_teacher
 
@@ -78,7 +105,6 @@ def tsne_panel(teacher_spec, images, shown, real, data, out: Path, real_per_clas
                 batch.append(_tensor(data.load(i), size)), labels.append(r), syn.append(False)
     feats = teacher_features(teacher, torch.stack(batch)).numpy()
     xy = tsne_embedding(feats, seed)
-    names = [normalise(images.classes[c]) for c in shown]
     return tsne_figure(xy, np.array(labels), np.array(syn), names, out / "tsne.png",
                        f"t-SNE of {teacher.arch} features: {sum(syn)} distilled over {len(syn) - sum(syn)} real")
 
@@ -111,11 +137,12 @@ def build_report(run_path, teacher: str | None = None, max_classes: int = 20, pe
     out.mkdir(parents=True, exist_ok=True)
     images = open_images(run.images)
     shown = list(range(min(max_classes, len(images.classes))))
-    names = [normalise(images.classes[c]) for c in shown]
     sections = []
     with StageTimer(run.log, "report", unit="images") as timer:
         data, real = real_classes(cfg, [images.classes[c] for c in shown])
         missing, real = (real, None) if data is None else ("", real)
+        texts = label_texts(run, images.classes, data)
+        names = [display_name(normalise(images.classes[c]), texts[c]) for c in shown]
         distilled = [[images.load(i) for i in [i for i, t in enumerate(images.targets) if t == c][:per_class]]
                      for c in tqdm(shown, desc="report images", unit="class")]
         real_imgs = [[data.load(i) for i in _pick(real[r], len(distilled[r]), seed, c)]  # as many as distilled
@@ -129,7 +156,8 @@ def build_report(run_path, teacher: str | None = None, max_classes: int = 20, pe
                          note + html.inline_png(grid, "grid")))
         if teacher:
             t_shown = shown[:tsne_classes]
-            fig = tsne_panel(teacher, images, t_shown, real, data, out, real_per_class, seed, device)
+            fig = tsne_panel(teacher, images, t_shown, real, data, out, real_per_class, seed, device,
+                             names[:len(t_shown)])
             sections.append(("t-SNE of teacher features", html.inline_png(fig, "t-SNE")))
         else:
             sections.append(("t-SNE of teacher features",
@@ -140,6 +168,7 @@ def build_report(run_path, teacher: str | None = None, max_classes: int = 20, pe
         sections.append(("Fair-evaluation card", body or html.card_section(None)))
         sections.append(("Stages: time and peak memory (log.jsonl)", html.table(stage_rows(run.log))))
         sections.append(("Manifest", html.table([manifest_summary(rows, cfg)])))
+        sections.append(("Classes", html.table(class_rows(images.classes, texts, images.targets))))
         text = run.config.read_text(encoding="utf-8") if run.config.is_file() else "(no config.yaml)"
         sections.append(("Configuration (config.yaml)", html.pre(text)))
         page = out / "report.html"
