@@ -25,6 +25,18 @@ def run_outputs(run: Path) -> dict:
     return files
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_d4m_cache(tmp_path_factory):
+    """d4m's shared caches (the card's random baseline) go to a temporary folder, never to ~/.cache."""
+    before = os.environ.get("D4M_CACHE")
+    os.environ["D4M_CACHE"] = str(tmp_path_factory.mktemp("d4m-cache"))
+    yield
+    if before is None:
+        os.environ.pop("D4M_CACHE", None)
+    else:
+        os.environ["D4M_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> Path:
     return make_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))

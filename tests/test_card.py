@@ -1,6 +1,7 @@
 """Fair-evaluation card: hard-label training, the random baseline, IOR / HLR from the parts, CLI errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,7 +65,7 @@ def test_card_end_to_end(small_run, cifar_subset, teacher_spec, capsys):
     assert card["IOR"] == round(card["soft"]["mean"] - card["random"]["mean"], 2)
     assert card["HLR"] == round(card["full"]["mean"] - card["hard"]["mean"], 2)
     assert card["full"]["source"].startswith("teacher record") and 80 < card["full"]["mean"] <= 100
-    random_manifest = (small_run / "eval" / "card-random" / "ipc2-32px" / "manifest.jsonl").read_text()
+    random_manifest = (Path(card["random"]["images"]).parent / "manifest.jsonl").read_text()
     assert len(random_manifest.splitlines()) == 20  # 2 per class, same size, from the run's config data
     assert "IOR" in (small_run / "eval" / "convnet-w128" / "locked" / "card.md").read_text()
     assert "| soft" in capsys.readouterr().out

@@ -64,8 +64,8 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
                        "hard labels (2 x SEEDS more students); writes card.json / card.md")
         p.add_argument("--train-data", help="card: real training data KIND:PATH for the random baseline "
                        "(default: the run's config.yaml data)")
-        p.add_argument("--full-data-acc", type=float, help="card: top-1 %% of hard-label training on the full real "
-                       "data (default: the teacher's recorded accuracy)")
+        p.add_argument("--full-data-acc", help="card: top-1 %% of hard-label training on the full real data, or "
+                       "'auto' (the teacher measured on --val); default: the teacher's recorded accuracy")
         p.add_argument("--batch-size", type=int, default=0,
                        help="physical batch; the recipe's batch is reached by gradient accumulation")
         p.add_argument("--eval-every", type=int, default=1, help="val top-1 every N epochs (and the last)")

@@ -4,7 +4,8 @@ For one recipe, student, teacher and N seeds:
 
 - ``soft``: top-1 of students trained on the distilled images with the teacher's soft labels (the headline);
 - ``random``: the same, on a seeded random subset of real images with the same images per class and size
-  (made by ``d4m select --method random`` under ``<eval>/card-random/``);
+  (made by ``d4m select --method random`` in the shared baseline cache, ``d4m.evaluate.baseline_cache``: trained
+  once per image set, student, recipe, teacher, seeds and val set, whatever distilled set the card judges);
 - ``hard``: top-1 of students trained on the distilled images with cross-entropy on their class alone;
 - ``full``: top-1 of hard-label training on the full real data, read from the teacher's record (its checkpoint
   metadata) or given by ``--full-data-acc``;
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from d4m.config import DistillConfig
 from d4m.errors import ConfigError
+from d4m.evaluate.baseline_cache import baseline_dir, cached_summary
 from d4m.evaluate.run import EvalJob, hard_job, open_images, run_evaluation
 from d4m.runio import atomic_write_text
 
@@ -40,9 +42,18 @@ def _read_yaml(path: Path) -> dict:
     return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
 
 
-def full_data_accuracy(teacher_spec: str, given: float | None) -> tuple[float, str]:
-    """(top-1 %, where it came from): ``--full-data-acc``, else the teacher's recorded val accuracy."""
+def full_data_accuracy(teacher_spec: str, given: float | str | None, job: EvalJob | None = None) -> tuple[float, str]:
+    """(top-1 %, where it came from): ``--full-data-acc N``; ``auto``: the teacher measured on the card's val set
+    (``job.val``, its ``val_limit`` subset, the students' resolution); else the teacher's recorded val accuracy."""
+    if given == "auto":
+        if job is None:
+            raise ConfigError("--full-data-acc auto: needs the evaluation's val set")
+        return measured_teacher_accuracy(job)
     if given is not None:
+        try:
+            given = float(given)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--full-data-acc {given}: a top-1 in percent or 'auto'") from None
         if not 0.0 <= given <= 100.0:
             raise ConfigError(f"--full-data-acc {given}: must be a top-1 in percent (0-100)")
         return float(given), "--full-data-acc"
@@ -50,9 +61,23 @@ def full_data_accuracy(teacher_spec: str, given: float | None) -> tuple[float, s
 
     acc = load_teacher(teacher_spec).val_accuracy
     if acc is None:
-        raise ConfigError(f"--teacher {teacher_spec}: records no accuracy on the full data; give --full-data-acc")
+        raise ConfigError(f"--teacher {teacher_spec}: records no accuracy on the full data; give --full-data-acc "
+                          "N or auto")
     acc = float(acc) * 100.0 if acc <= 1.0 else float(acc)  # records hold a fraction (cifar .th, teacher train)
     return round(acc, 2), f"teacher record ({teacher_spec}; the teacher's architecture, hard labels)"
+
+
+def measured_teacher_accuracy(job: EvalJob) -> tuple[float, str]:
+    """The teacher's top-1 on the val images the students are tested on (its record may be on another split)."""
+    from d4m.evaluate.val import ValSet, default_image_size
+    from d4m.models import load_teacher
+
+    size = default_image_size(job.val, job.size)
+    val = ValSet(job.val, size, limit=job.val_limit, workers=job.workers)
+    teacher = load_teacher(job.teacher, classes=val.classes).to(job.device)
+    acc = val.top1(teacher, job.device)
+    subset = f", a seeded subset of {len(val)}" if job.val_limit else f", {len(val)} images"
+    return acc, f"measured: teacher {job.teacher} on {job.val}{subset} at {size} px (--full-data-acc auto)"
 
 
 def random_baseline(job: EvalJob, train_data: str) -> Path:
@@ -63,7 +88,7 @@ def random_baseline(job: EvalJob, train_data: str) -> Path:
     per_class = Counter(images.targets)
     ipc = max(per_class.values())
     out_size = images.load(0).size[0]
-    out = job.eval_root / "card-random" / f"ipc{ipc}-{out_size}px"
+    out = baseline_dir(job, train_data, ipc, out_size, subset_seed=0)
     cfg = DistillConfig(data=train_data, ipc=ipc, out_size=out_size, seed=0, out=str(out))
     if not (out / "manifest.jsonl").is_file():
         select_run(cfg, "random")
@@ -76,17 +101,19 @@ def run_card(job: EvalJob, run: Path | None, train_data: str | None, full_data_a
         train_data = _read_yaml(run / "config.yaml").get("data")
     if not train_data:
         raise ConfigError("--card: no real training data known for the random baseline; give --train-data KIND:PATH")
-    full, full_source = full_data_accuracy(job.teacher, full_data_acc)
+    full, full_source = full_data_accuracy(job.teacher, full_data_acc, job)
     soft = run_evaluation(job)
     base = random_baseline(job, train_data)
     rjob = dataclasses.replace(job, images=base / "images", eval_root=base / "eval", labels_root=base / "labels",
                                log_path=base / "log.jsonl", command=f"{job.command} # random baseline")
-    random = run_evaluation(rjob)
+    cached = cached_summary(base, rjob)
+    random = cached or run_evaluation(rjob)
     hard = run_evaluation(hard_job(job))
     card = {"format": FORMAT, "images": str(job.images), "student": job.student, "recipe": job.recipe.name,
             "epochs": job.recipe.epochs, "teacher": job.teacher, "seeds": job.seeds, "val": job.val,
             "val_limit": job.val_limit, "train_data": train_data, "metric": "last-epoch top-1 %, mean over seeds",
-            "soft": _headline(soft), "random": {**_headline(random), "images": str(base / "images")},
+            "soft": _headline(soft), "random": {**_headline(random), "images": str(base / "images"),
+                                                    "reused": cached is not None},
             "hard": _headline(hard), "full": {"mean": full, "source": full_source}}
     card["IOR"] = _diff(card["soft"]["mean"], card["random"]["mean"])
     card["HLR"] = _diff(full, card["hard"]["mean"])
