@@ -67,3 +67,47 @@ def test_kmeans_plus_plus_is_seeded():
     b = kmeans_plus_plus(x, 5, torch.Generator().manual_seed(1))
     c = kmeans_plus_plus(x, 5, torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def _stream_with_outliers(seed=0, n=1000, d=8):
+    """Three blobs and, in the first mini-batch, a few far outliers that k-means++ picks as centres."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(3, d, generator=g) * 4
+    x = centres[torch.randint(3, (n,), generator=g)] + torch.randn(n, d, generator=g)
+    x[[5, 17, 33]] = torch.randn(3, d, generator=g) * 40
+    return x
+
+
+@pytest.mark.parametrize("batch", [100, 60])
+def test_km_reassign_follows_minibatch_kmeans_step_by_step(batch):
+    """--km-reassign: the same stream through sklearn's partial_fit (same init, same random draws) and d4m."""
+    from d4m.prototypes.kmeans import kmeans_plus_plus
+
+    k, x = 10, _stream_with_outliers()
+    init = kmeans_plus_plus(x[:batch].float(), k, torch.Generator().manual_seed(1))
+    draws = np.random.RandomState(0)  # sklearn's random_state=0 is used by nothing but the reassignment draws
+    ours = OnlineKMeans(k, torch.Generator().manual_seed(1), reassign_ratio=0.01,
+                        choose=lambda n, m: draws.choice(n, replace=False, size=m))
+    plain = OnlineKMeans(k, torch.Generator().manual_seed(1))
+    sk = MiniBatchKMeans(n_clusters=k, init=init.numpy(), n_init=1, random_state=0, batch_size=batch,
+                         reassignment_ratio=0.01)
+    for i in range(0, len(x) - batch + 1, batch):
+        ours.partial_fit(x[i : i + batch])
+        plain.partial_fit(x[i : i + batch])
+        sk.partial_fit(x[i : i + batch].numpy())
+        np.testing.assert_allclose(ours.centres.numpy(), sk.cluster_centers_, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ours.counts.numpy(), sk._counts, rtol=1e-6)
+    assert ours.reassigned >= 3  # the outlier centres moved (the check would be vacuous otherwise)
+    assert not torch.allclose(plain.centres, ours.centres, atol=1e-2)  # and without the option they stay
+
+
+def test_reassign_small_uses_at_most_half_the_batch():
+    from d4m.prototypes.kmeans import reassign_small
+
+    centres = torch.zeros(5, 2)
+    counts = torch.tensor([0.0, 0.0, 3.0, 0.0, 500.0], dtype=torch.float64)
+    batch = torch.arange(8.0).view(4, 2) + 1
+    new, new_counts, moved = reassign_small(centres, counts, batch, 0.01, lambda n, m: list(range(m)))
+    assert moved == 2  # 4 nearly empty centres, a batch of 4: only 2, the smallest counts first (ties by index)
+    assert torch.equal(new[:2], batch[:2]) and torch.equal(new[2:], centres[2:])
+    assert new_counts.tolist() == [0.0, 0.0, 3.0, 0.0, 500.0]  # the moved ones take the smallest kept count (0)

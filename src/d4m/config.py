@@ -39,6 +39,7 @@ class DistillConfig:
     size: int = 512  # images are squashed to size x size before encoding (paper: 512)
     kmeans: str = "online"  # "online" (paper, one pass) or "full" (k-means++ + Lloyd to convergence)
     km_expand: int = 10  # online mini-batch = km_expand * ipc latents
+    km_reassign: float | None = None  # online: sklearn's reassignment ratio of nearly empty centres (None: off)
     kmeans_iters: int = 50
     kmeans_tol: float = 1e-4
     prototype_dtype: str = "float32"
@@ -68,7 +69,7 @@ class DistillConfig:
 
 # Keys that change what a stage writes; a run directory made with other values is refused without --force.
 PROTOTYPE_KEYS = ("data", "ipc", "max_per_class", "allow_short", "strict", "codec", "posterior", "size", "kmeans",
-                  "km_expand", "kmeans_iters", "kmeans_tol", "prototype_dtype", "seed")
+                  "km_expand", "km_reassign", "kmeans_iters", "kmeans_tol", "prototype_dtype", "seed")
 SYNTHESIS_KEYS = ("model", "generator", "init", "scheduler", "strength", "guidance", "steps", "prompt_template",
                   "negative_prompt", "out_size", "dtype")
 CHOICES = {"kmeans": ("online", "full"), "init": ("prototypes", "noise"), "posterior": ("sample", "mean"), "generator": ("model", "none"),
@@ -166,6 +167,8 @@ def validate(cfg: DistillConfig) -> None:
         raise ConfigError(f"--out-size {cfg.out_size}: must be positive")
     if cfg.km_expand <= 0:
         raise ConfigError(f"--km-expand {cfg.km_expand}: must be a positive integer")
+    if cfg.km_reassign is not None and not 0.0 < cfg.km_reassign <= 1.0:
+        raise ConfigError(f"--km-reassign {cfg.km_reassign}: a ratio in (0, 1] (scikit-learn's default 0.01)")
     if cfg.max_per_class is not None and cfg.max_per_class <= 0:
         raise ConfigError(f"--max-per-class {cfg.max_per_class}: must be positive")
     for n in ("batch_size", "encode_batch_size", "kmeans_iters"):

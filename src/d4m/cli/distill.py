@@ -37,6 +37,9 @@ def _flags(p: argparse.ArgumentParser, stage: str) -> None:
         a("--size", type=int, help="encode resolution: images are squashed to SIZE x SIZE (paper 512)")
         a("--kmeans", help="online (paper: one-pass mini-batch k-means) | full (k-means++ and Lloyd)")
         a("--km-expand", type=int, help="online mini-batch = KM_EXPAND x IPC latents")
+        a("--km-reassign", type=float, nargs="?", const=0.01, metavar="RATIO",
+          help="online: move centres with under RATIO x the largest count onto random points, as scikit-learn's "
+          "MiniBatchKMeans.partial_fit in the official code does (RATIO default 0.01)")
         a("--kmeans-iters", type=int, help="full mode: at most this many Lloyd passes")
         a("--max-per-class", type=int, help="cluster a seeded subset of at most N images per class")
         a("--allow-short", action="store_true", default=None,

@@ -70,7 +70,7 @@ def cluster_class(dataset: LabeledImages, indices: list[int], codec: Codec, cfg:
     skipped_done = False
     gen = cpu_generator(cfg.seed, "kmeans", c)
     if cfg.kmeans == "online":
-        km = OnlineKMeans(k, gen)
+        km = OnlineKMeans(k, gen, reassign_ratio=cfg.km_reassign or 0.0, batch_size=cfg.km_expand * cfg.ipc)
         first = True
         for batch in rebatch(stream(), cfg.km_expand * cfg.ipc):
             if first and batch.shape[0] < k:
