@@ -37,7 +37,7 @@ def txt2img(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor, noise: to
     return latents
 
 
-def sample_to_folder(model: str, codec_spec: str | None, per_class: int, out: Path, *, steps: int = 50,
+def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *, steps: int = 50,
                      guidance: float = 3.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
                      grid: Path | None = None) -> list[Path]:
     from torchvision.utils import save_image
@@ -53,7 +53,9 @@ def sample_to_folder(model: str, codec_spec: str | None, per_class: int, out: Pa
     if per_class < 1:
         raise ConfigError(f"--per-class {per_class}: must be at least 1")
     dev = resolve_device(device)
-    gen = load_generator(model, device=dev)
+    # ``model``: a folder / hub id, or a Generator already loaded (e.g. with EmbeddingTable stand-ins)
+    gen = load_generator(model, device=dev) if isinstance(model, (str, Path)) else model
+    model = str(model) if isinstance(model, (str, Path)) else gen.source
     info = gen.info
     if not info.get("label_texts"):
         raise ModelError(f"--model {model}: no d4m.json with label_texts (not trained by `d4m generator train`)")

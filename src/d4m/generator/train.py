@@ -103,7 +103,9 @@ def write_loss_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, "\n".join(rows) + "\n")
 
 
-def run_train(cfg: TrainConfig, resume: bool = False) -> Path:
+def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
+    """Train (or resume) into ``cfg.out``; ``text``: an already loaded encoder or an ``EmbeddingTable`` of the
+    dataset's label texts and the empty prompt (instead of loading ``cfg.text_encoder``)."""
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
@@ -135,7 +137,8 @@ def run_train(cfg: TrainConfig, resume: bool = False) -> Path:
                                           workers=cfg.workers, seed=cfg.seed)
     del codec
     scale = latent_scale(latents)
-    text = load_text_encoder(cfg.text_encoder, cfg.max_tokens, dev)
+    if text is None:
+        text = load_text_encoder(cfg.text_encoder, cfg.max_tokens, dev)
     prompts = list(dataset.label_texts) + [""]  # the last row: the empty prompt (unconditional)
     table = text.embed(prompts, dev)
     channels, size = latents.shape[2], latents.shape[-1]
