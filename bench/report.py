@@ -139,6 +139,9 @@ def render(quick: bool = False, notes: str = "") -> str:
         out += [f"## {title}", ""]
         out += fn(results[name]) if results[name] else ["(not run)"]
         out.append("")
+    from gpu_report import TITLE, render as gpu_render
+
+    out += [f"## {TITLE}", "", *gpu_render(_load("gpu", False)), ""]
     if notes:
         out += [notes.strip(), ""]
     return "\n".join(out)

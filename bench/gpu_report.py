@@ -1,0 +1,59 @@
+"""BENCHMARKS.md's GPU section, rendered from a GPU run's results.json (copied to bench/results/gpu.json).
+
+Without that file the section says so: no GPU figure is ever written that a GPU run did not measure.
+"""
+
+from __future__ import annotations
+
+TITLE = "5. GPU run (`bench/gpu_run.py`, real SD v1.5 shapes)"
+WHAT = ("What the kit measures (README, 'A prepared GPU run'): SD v1.5-shaped synthesis (860 M-parameter UNet, "
+        "random weights, fp16, 4x64x64 latents, PNDM 35 of 50 steps, CFG 8) with d4m's batched `denoise` at batch "
+        "1-64 against one `StableDiffusionImg2ImgPipeline` call per image (targets: >= 4x, <= 0.15 s/image); the "
+        "SD VAE encoder at 512 px (fp16, channels_last, batch 32/64) and d4m's JPEG loader on 16 cores; the "
+        "projected ImageNet-1K IPC 10/50 wall time on 1 and 8 GPUs; a CIFAR-10 generator trained for about 4 "
+        "minutes in bf16 with its ResNet-20 classifier check (target >= 70% on 1,000 samples); IPC 10 distilled "
+        "with it at strength 0.5 and 0.7.")
+
+
+def _f(x, spec=".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def render(r: dict | None) -> list[str]:
+    if not r:
+        return ["**Not measured: no GPU available yet.** " + WHAT]
+    if r.get("smoke"):
+        return ["(the results file is from a --smoke run on a CPU: not GPU figures)"]
+    v, ph = r.get("versions", {}), r.get("phases", {})
+    env = ph.get("environment", {})
+    out = [f"GPU: {env.get('gpu')} ({_f(env.get('memory_gib'), '.0f')} GiB), torch {v.get('torch')}, diffusers "
+           f"{v.get('diffusers')}, transformers {v.get('transformers')}, CUDA {env.get('cuda')}; run started "
+           f"{r.get('started')}, {r.get('total_s')} s in all. Phase status: "
+           + ", ".join(f"{k} {p.get('status')}" for k, p in ph.items()) + ".", ""]
+    syn = ph.get("synthesis", {})
+    if syn.get("official"):
+        o = syn["official"]
+        out += [f"Synthesis, UNet {_f(syn.get('unet_params_m'), '.0f')} M parameters, max |latent difference| d4m vs "
+                f"pipeline (same seeds, {syn.get('settings', {}).get('dtype')}): {_f(syn.get('max_abs_latent_diff'), '.2e')}.", "",
+                "| side | batch | s/image | images/s | peak GiB | ratio vs official |", "|---|---|---|---|---|---|",
+                f"| official (pipeline, 1 image/call) | 1 | {_f(o['s_per_image'])} | {_f(o['images_per_s'])} | "
+                f"{_f(o.get('peak_gib'), '.1f')} | 1 |"]
+        for b, d in syn.get("d4m", {}).items():
+            if d.get("oom"):
+                out.append(f"| d4m `denoise` | {b} | out of memory | | | |")
+            else:
+                out.append(f"| d4m `denoise` | {b} | {_f(d['s_per_image'])} | {_f(d['images_per_s'])} | "
+                           f"{_f(d.get('peak_gib'), '.1f')} | {_f(d['ratio_vs_official'], '.2f')}x |")
+        out.append("")
+    enc = ph.get("encoding", {})
+    for key, d in enc.get("vae", {}).items():
+        if "images_per_s" in d:
+            out.append(f"- VAE {key.replace('_', ' ')}: {_f(d['images_per_s'], '.1f')} images/s")
+    for key in ("loader_32px", "loader_500x375"):
+        if key in enc:
+            out.append(f"- d4m loader ({key[7:]} JPEG -> 512, {enc[key]['workers']} workers): "
+                       f"{_f(enc[key]['images_per_s'], '.0f')} images/s")
+    out += [f"- {line}" for line in enc.get("summary", [])[1:]]
+    for name in ("generator", "distill"):
+        out += [f"- {name}: {line}" for line in ph.get(name, {}).get("summary", [])]
+    return out
