@@ -94,7 +94,10 @@ def phase_generator(ctx, rec: dict) -> None:
                         final_loss=history[-1]["loss"], samples_per_s=history[-1]["samples_per_s"],
                         peak_gib=torch.cuda.max_memory_allocated() / 2**30 if ctx.device == "cuda" else None)
     ctx.record("generator", rec)
-    rec["export"] = export_parts(Path(cfg.out), table, ctx.work / "export", ctx.out)
+    try:  # a model over the size limits is still checked and used in phase 5
+        rec["export"] = export_parts(Path(cfg.out), table, ctx.work / "export", ctx.out)
+    except RuntimeError as exc:
+        rec["export"] = {"error": str(exc)}
     ctx.record("generator", rec)
     rec["check"] = classifier_check(ctx, cfg, table, s)
     rec["summary"] = [f"{rec['train']['steps']} steps ({rec['train']['epochs']:.1f} epochs) at batch {cfg.batch_size}, "

@@ -12,6 +12,7 @@ build the kit (bench/gpu_prepare.py) and the exact device call.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -142,6 +143,11 @@ def run_phase(ctx: Context, name: str, fn) -> None:
         signal.signal(signal.SIGALRM, old)
     rec["wall_s"] = round(time.perf_counter() - t, 2)
     ctx.record(name, rec)
+    gc.collect()  # a phase cut short leaves its models to the collector; give the next phase the whole GPU
+    if ctx.device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
     print(f"=== phase {name}: {rec['status']} in {rec['wall_s']:.1f} s"
           + (f" ({rec['error']})" if rec.get("error") else ""), flush=True)
 
