@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from d4m.errors import ConfigError
+from d4m import api
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +57,18 @@ def register(sub) -> None:
     s.set_defaults(func=run_sample_command)
 
 
-def _set_threads(n: int | None) -> None:
-    if n is not None:
-        if n < 1:
-            raise ConfigError(f"--threads {n}: must be at least 1")
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def run_train_command(args: argparse.Namespace) -> int:
-    from d4m.generator.train import TrainConfig, run_train
+    from d4m.generator.train import TrainConfig
 
-    _set_threads(args.threads)
-    fields = TrainConfig.__dataclass_fields__
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
-    run_train(cfg, resume=args.resume)
+    fields = set(TrainConfig.__dataclass_fields__) - {"data", "codec", "out"}
+    settings = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    api.train_generator(args.data, args.codec, args.out, resume=args.resume, threads=args.threads, **settings)
     return 0
 
 
 def run_sample_command(args: argparse.Namespace) -> int:
-    from d4m.generator.sample import sample_to_folder
-
-    _set_threads(args.threads)
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size}: must be at least 1")
-    paths = sample_to_folder(args.model, args.codec, args.per_class, Path(args.out), steps=args.steps,
-                             guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, device=args.device,
-                             grid=Path(args.grid) if args.grid else None)
+    paths = api.sample_generator(args.model, args.out, per_class=args.per_class, codec=args.codec, steps=args.steps,
+                                 guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
+                                 device=args.device, threads=args.threads, grid=args.grid)
     log.info("%d images in %s", len(paths), args.out)
     return 0

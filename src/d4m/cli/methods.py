@@ -6,86 +6,31 @@ treat all methods alike.
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-
-from d4m.errors import ConfigError
-from d4m.parallel import resolve_device
-
-log = logging.getLogger(__name__)
-ALIASES = {"decode": {"generator": "none"}, "noise-init": {"init": "noise", "generator": "model"}}
+from d4m import api
 
 
 def cmd_select(args) -> int:
-    from d4m.config import DistillConfig, merge, resolve
-    from d4m.runio.rundir import RunDir
-
-    given = {k: v for k, v in {"data": args.data, "ipc": args.ipc, "out": args.out, "codec": args.codec,
-                               "size": args.size, "out_size": args.out_size, "seed": args.seed,
-                               "max_per_class": args.max_per_class, "model": args.model,
-                               "workers": args.workers}.items() if v is not None}
-    if args.method in ALIASES:  # thin aliases of `d4m distill`
-        from d4m.cli.distill import execute
-
-        cfg = resolve({**given, **ALIASES[args.method]}, args.config)
-        if not cfg.data or not cfg.out:
-            raise ConfigError("--data and --out are required")
-        return execute(cfg, RunDir(cfg.out), "distill", args.force)
-    from d4m.methods.runs import select_run
-
-    cfg = merge(DistillConfig(), given, "command line")
-    run = select_run(cfg, args.method, args.features, args.teacher, args.force, resolve_device(args.device))
-    print(f"{args.method}: images in {run.images}")
+    run = api.select(args.method, args.data, out=args.out, features=args.features, teacher=args.teacher,
+                     config=args.config, device=args.device, force=args.force, ipc=args.ipc, codec=args.codec,
+                     model=args.model, size=args.size, out_size=args.out_size, seed=args.seed,
+                     max_per_class=args.max_per_class, workers=args.workers)
+    if args.method not in ("decode", "noise-init"):
+        print(f"{args.method}: images in {run.images}")
     return 0
 
 
 def cmd_stm(args) -> int:
-    from d4m.methods.runs import stm_run
-
-    run = stm_run(args.run, args.teacher, args.out, args.iterations, args.lr, args.bn_weight, args.batch_size,
-                  args.seed, resolve_device(args.device), args.force)
+    run = api.stm(args.run, args.teacher, args.out, iterations=args.iterations, lr=args.lr, bn_weight=args.bn_weight,
+                  batch_size=args.batch_size, seed=args.seed, device=args.device, force=args.force)
     print(f"stm: images in {run.images}")
     return 0
 
 
 def cmd_sweep(args) -> int:
     """One synthesis per strength in RUN/sweep/strength-S/, each reusing RUN's prototypes (hard link or copy)."""
-    from d4m.cli.distill import execute
-    from d4m.config import DistillConfig, merge, validate
-    from d4m.runio.rundir import RunDir
-
-    src = RunDir(args.run)
-    old = src.read_config()
-    if old is None or not src.prototypes.is_file():
-        raise ConfigError(f"--run {args.run}: needs config.yaml and prototypes.safetensors (run `d4m prototypes`)")
-    for s in parse_strengths(args.strength):
-        dst = RunDir(src.path / "sweep" / f"strength-{s:g}")
-        cfg = merge(DistillConfig(), {k: v for k, v in old.items() if k != "out"}, str(src.config))
-        cfg.strength, cfg.out = s, str(dst.path)
-        if args.batch_size:
-            cfg.batch_size = args.batch_size
-        validate(cfg)
-        dst.path.mkdir(parents=True, exist_ok=True)
-        if not dst.prototypes.is_file():
-            try:
-                os.link(src.prototypes, dst.prototypes)
-            except OSError:
-                shutil.copy2(src.prototypes, dst.prototypes)
-        log.info("sweep: strength %g -> %s", s, dst.path)
-        execute(cfg, dst, "synthesize", args.force)
-        print(f"strength {s:g}: images in {dst.images}")
+    for run in api.sweep(args.run, args.strength, batch_size=args.batch_size, force=args.force):
+        print(f"strength {run.config['strength']:g}: images in {run.images}")
     return 0
-
-
-def parse_strengths(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--strength {text!r}: expected a comma-separated list of numbers, e.g. 0.5,0.7") from None
-    if not values or any(not 0.0 < v <= 1.0 for v in values):
-        raise ConfigError(f"--strength {text!r}: every value must be in (0, 1]")
-    return values
 
 
 def register(sub) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from d4m import api
 from d4m.errors import ConfigError
-from d4m.parallel import resolve_device
 
 
 def cmd_report(args) -> int:
-    from d4m.report.build import build_report
-
-    if args.classes < 1 or args.per_class < 1 or args.real_per_class < 1:
-        raise ConfigError("--classes, --per-class and --real-per-class must be >= 1")
-    page = build_report(args.run, args.teacher, args.classes, args.per_class, args.real_per_class,
-                        seed=args.seed, device=resolve_device(args.device))
+    page = api.make_report(args.run, teacher=args.teacher, classes=args.classes, per_class=args.per_class,
+                           real_per_class=args.real_per_class, seed=args.seed, device=args.device)
     print(f"report: {page}")
     return 0
 
@@ -21,19 +17,15 @@ _HOW = {"hf": "datasets.load_from_disk", "ddranking": "DD-Ranking: images/, imag
 
 
 def cmd_export(args) -> int:
-    from d4m.report.export import EXPORTERS, export
-
     kind, target = args.to
-    if kind not in EXPORTERS:
-        raise ConfigError(f"--to {kind}: unknown format (one of {', '.join(EXPORTERS)})")
     options = {}
     if kind == "ddranking":
         options = {"dataset": args.dataset, "recipe": args.recipe, "mode": args.label_mode}
     elif args.dataset or args.recipe != "paper" or args.label_mode != "M":
         raise ConfigError("--dataset, --recipe and --label-mode apply to --to ddranking only")
-    out, n = export(args.run, kind, target, teacher=args.teacher, device=resolve_device(args.device),
-                    force=args.force, **options)
-    print(f"export: {n} images -> {out} ({_HOW[kind]})")
+    out = api.export(args.run, to=kind, out=target, teacher=args.teacher, device=args.device, force=args.force,
+                     **options)
+    print(f"export: {out} ({_HOW.get(kind, kind)})")
     return 0
 
 

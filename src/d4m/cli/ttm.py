@@ -7,24 +7,7 @@ import json
 import shlex
 from pathlib import Path
 
-from d4m.errors import ConfigError
-from d4m.parallel import resolve_device
-
-
-
-def _where(args) -> tuple[Path, Path, Path, Path]:
-    """(images dir, labels root, eval root, log path) from --run or --images (+ --out)."""
-    if bool(args.run) == bool(args.images):
-        raise ConfigError("give exactly one of --run RUN or --images DIR")
-    if args.run:
-        run = Path(args.run).expanduser()
-        if not (run / "images").is_dir():
-            raise ConfigError(f"--run {run}: no images/ folder (not a d4m run directory)")
-        out = Path(args.out).expanduser() if args.out else run / "eval"
-        return run / "images", run / "labels", out, run / "log.jsonl"
-    images = Path(args.images).expanduser()
-    out = Path(args.out).expanduser() if args.out else images.resolve().parent / "eval"
-    return images, out / "labels", out, out / "log.jsonl"
+from d4m import api
 
 
 def _command(args) -> str:
@@ -74,95 +57,50 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
 
 
 def cmd_relabel(args) -> int:
-    from d4m.evaluate.run import label_set_name, open_images
-    from d4m.parallel import topology
-    from d4m.evaluate.val import default_image_size
-    from d4m.labels import LabelStore, StreamImages, relabel
-    from d4m.models import load_teacher
-    from d4m.train import load_recipe
-
-    images_dir, labels_root, _, log = _where(args)
-    recipe = load_recipe(args.recipe, args.epochs)
-    images = open_images(images_dir)
-    teacher = load_teacher(args.teacher, classes=images.classes)
-    size = default_image_size(args.val, args.size) if (args.val or args.size) else teacher.input_size
-    fmt = "topk" if args.topk else args.label_format
-    store = LabelStore(labels_root / (args.name or label_set_name(teacher.arch, recipe, fmt, args.topk)))
-    meta = relabel(StreamImages(images, recipe.stream(len(images), size)), teacher, store, recipe.epochs, fmt,
-                   args.topk, resolve_device(args.device), args.workers, log,
-                   extra_meta={"images": str(images_dir), "recipe": recipe.name}, topo=topology(args.device))
-    print(f"labels: {store.root} ({meta['epochs_stored']} epochs, {meta['bytes']} bytes, "
+    meta = api.relabel(args.run, images=args.images, teacher=args.teacher, recipe=args.recipe, epochs=args.epochs,
+                       size=args.size, val=args.val, topk=args.topk, label_format=args.label_format, name=args.name,
+                       out=args.out, device=args.device, workers=args.workers)
+    print(f"labels: {meta['path']} ({meta['epochs_stored']} epochs, {meta['bytes']} bytes, "
           f"{meta['bytes_per_image_epoch']} bytes per image-epoch)")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from d4m.evaluate.run import EvalJob, run_evaluation, summary_table
-    from d4m.parallel import topology
-    from d4m.train import load_recipe
+    from d4m.evaluate.card import card_markdown
+    from d4m.evaluate.run import summary_table
 
-    if args.seeds < 1 or args.eval_every < 1:
-        raise ConfigError("--seeds and --eval-every must be >= 1")
-    images_dir, labels_root, eval_root, log = _where(args)
-    job = EvalJob(images=images_dir, val=args.val, teacher=args.teacher, student=args.student,
-                  recipe=load_recipe(args.recipe, args.epochs), eval_root=eval_root, labels_root=labels_root,
-                  seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
-                  size=args.size, device=resolve_device(args.device), workers=args.workers,
-                  physical_batch=args.batch_size, eval_every=args.eval_every, val_limit=args.val_limit, log_path=log,
-                  command=_command(args), topo=topology(args.device))
-    if args.val_limit is not None and args.val_limit < 1:
-        raise ConfigError(f"--val-limit {args.val_limit}: must be >= 1")
+    result = api.evaluate_run(
+        args.run, images=args.images, teacher=args.teacher, val=args.val, student=args.student, recipe=args.recipe,
+        epochs=args.epochs, seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
+        size=args.size, val_limit=args.val_limit, batch_size=args.batch_size, eval_every=args.eval_every,
+        out=args.out, device=args.device, workers=args.workers, card=args.card, train_data=args.train_data,
+        full_data_acc=args.full_data_acc, command=_command(args))
     if args.card:
-        from d4m.evaluate.card import card_markdown, run_card
-
-        card = run_card(job, Path(args.run).expanduser() if args.run else None, args.train_data, args.full_data_acc)
-        print(card_markdown(card, short=True))
-        print(f"card: {card['path']}")
-        return 0
-    summary = run_evaluation(job)
-    print(summary_table(summary))
-    print(f"results: {eval_root / args.student / job.recipe.name}")
+        print(card_markdown(result, short=True))
+        print(f"card: {result['path']}")
+    else:
+        print(summary_table(result))
+        print(f"results: {result['path']}")
     return 0
 
 
 def cmd_teacher_train(args) -> int:
-    from d4m.data import DataSpec
-    from d4m.evaluate.val import ValSet, default_image_size
-    from d4m.train.teacher import train_teacher
-
-    size = default_image_size(args.data, args.size)
-    device = resolve_device(args.device)
-    evaluate = None
-    if DataSpec.parse(args.data).kind != "folder":
-        evaluate = lambda m: ValSet(args.data, size, workers=args.workers).top1(m, device)  # noqa: E731
-    out = Path(args.out).expanduser()
-    info = train_teacher(args.data, args.arch, out, size, args.epochs, args.batch_size, args.lr, device,
-                         args.workers, args.limit, args.seed, out.parent / "log.jsonl", evaluate)
-    print(f"teacher: {out} {json.dumps(info)}")
+    info = api.train_teacher(args.data, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, size=args.size, limit=args.limit, seed=args.seed, device=args.device,
+                             workers=args.workers)
+    print(f"teacher: {Path(args.out).expanduser()} {json.dumps(info)}")
     return 0
 
 
 def cmd_teacher_eval(args) -> int:
-    from d4m.evaluate.val import ValSet, default_image_size
-    from d4m.models import class_columns, load_teacher
-    from d4m.runio import StageTimer
-
-    device = resolve_device(args.device)
-    teacher = load_teacher(args.teacher).to(device)
-    size = args.size or (default_image_size(args.val) if not args.val.startswith("folder:") else teacher.input_size)
-    val = ValSet(args.val, size, limit=args.limit, workers=args.workers)
-    teacher.columns = class_columns(teacher.classes, val.classes, f"--teacher {args.teacher}")
-    with StageTimer(Path(args.log) if args.log else None, "teacher-eval", unit="images") as timer:
-        top1 = val.top1(teacher, device, args.batch_size)
-        timer.items = len(val)
-    print(f"{args.teacher}: top-1 {top1:.2f}% on {len(val)} images of {args.val} at {size}px")
+    r = api.eval_teacher(args.teacher, args.val, limit=args.limit, size=args.size, batch_size=args.batch_size,
+                         device=args.device, workers=args.workers, log=args.log)
+    print(f"{args.teacher}: top-1 {r['top1']:.2f}% on {r['images']} images of {args.val} at {r['size']}px")
     return 0
 
 
 def cmd_subset(args) -> int:
-    from d4m.evaluate.subset import make_subset
-
-    info = make_subset(Path(args.run).expanduser(), args.classes, Path(args.out).expanduser(), args.copy)
+    info = api.subset(args.run, args.classes, args.out, copy=args.copy)
     print(f"subset: {args.out} ({info['num_classes']} classes, {info['num_images']} images, {info['mode']})")
     return 0
 

@@ -4,8 +4,8 @@ For one recipe, student, teacher and N seeds:
 
 - ``soft``: top-1 of students trained on the distilled images with the teacher's soft labels (the headline);
 - ``random``: the same, on a seeded random subset of real images with the same images per class and size
-  (made by ``d4m select --method random`` in the shared baseline cache, ``d4m.evaluate.baseline_cache``: trained
-  once per image set, student, recipe, teacher, seeds and val set, whatever distilled set the card judges);
+  (made by ``d4m select --method random``, which ``d4m.api`` composes with this module, in the shared baseline
+  cache, ``d4m.evaluate.baseline_cache``: trained once per image set, student, recipe, teacher, seeds and val set, whatever distilled set the card judges);
 - ``hard``: top-1 of students trained on the distilled images with cross-entropy on their class alone;
 - ``full``: top-1 of hard-label training on the full real data, read from the teacher's record (its checkpoint
   metadata) or given by ``--full-data-acc``;
@@ -21,10 +21,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from d4m.config import DistillConfig
 from d4m.errors import ConfigError
 from d4m.evaluate.baseline_cache import baseline_dir, cached_summary
-from d4m.evaluate.run import EvalJob, hard_job, open_images, run_evaluation
+from d4m.evaluate.run import EvalJob, open_images, run_evaluation
 from d4m.runio import atomic_write_text
 
 FORMAT = "d4m.card/1"
@@ -80,43 +79,51 @@ def measured_teacher_accuracy(job: EvalJob) -> tuple[float, str]:
     return acc, f"measured: teacher {job.teacher} on {job.val}{subset} at {size} px (--full-data-acc auto)"
 
 
-def random_baseline(job: EvalJob, train_data: str) -> Path:
-    """A random real subset matching the distilled set (images per class, size); returns its run directory."""
-    from d4m.methods.runs import select_run
+def baseline_plan(job: EvalJob, train_data: str) -> tuple[Path, int, int]:
+    """(run directory in the shared cache, images per class, image size) of the random real subset that matches
+    ``job``'s images.
 
+    Making that subset is a method's business (``d4m select --method random``); ``d4m.api`` composes the two.
+    """
     images = open_images(job.images)
-    per_class = Counter(images.targets)
-    ipc = max(per_class.values())
+    ipc = max(Counter(images.targets).values())
     out_size = images.load(0).size[0]
-    out = baseline_dir(job, train_data, ipc, out_size, subset_seed=0)
-    cfg = DistillConfig(data=train_data, ipc=ipc, out_size=out_size, seed=0, out=str(out))
-    if not (out / "manifest.jsonl").is_file():
-        select_run(cfg, "random")
-    return out
+    return baseline_dir(job, train_data, ipc, out_size, subset_seed=0), ipc, out_size
 
 
-def run_card(job: EvalJob, run: Path | None, train_data: str | None, full_data_acc: float | None) -> dict:
-    """Train the main, random-baseline and hard-label students (finished ones are reused); write the card."""
+def baseline_job(job: EvalJob, base: Path) -> EvalJob:
+    """``job`` with the random baseline's images in place of the distilled ones (results under ``base/eval``)."""
+    return dataclasses.replace(job, images=base / "images", eval_root=base / "eval", labels_root=base / "labels",
+                               log_path=base / "log.jsonl", command=f"{job.command} # random baseline")
+
+
+def baseline_summary(job: EvalJob, base: Path) -> tuple[dict, bool]:
+    """(summary, reused): the baseline's finished evaluation from the cache, else trained now."""
+    rjob = baseline_job(job, base)
+    cached = cached_summary(base, rjob)
+    return (cached, True) if cached is not None else (run_evaluation(rjob), False)
+
+
+def card_train_data(run: Path | None, train_data: str | None) -> str:
+    """The real training data of the random baseline: ``--train-data``, else the run's config.yaml ``data``."""
     if train_data is None and run is not None:
-        train_data = _read_yaml(run / "config.yaml").get("data")
+        train_data = _read_yaml(Path(run) / "config.yaml").get("data")
     if not train_data:
         raise ConfigError("--card: no real training data known for the random baseline; give --train-data KIND:PATH")
-    full, full_source = full_data_accuracy(job.teacher, full_data_acc, job)
-    soft = run_evaluation(job)
-    base = random_baseline(job, train_data)
-    rjob = dataclasses.replace(job, images=base / "images", eval_root=base / "eval", labels_root=base / "labels",
-                               log_path=base / "log.jsonl", command=f"{job.command} # random baseline")
-    cached = cached_summary(base, rjob)
-    random = cached or run_evaluation(rjob)
-    hard = run_evaluation(hard_job(job))
+    return train_data
+
+
+def write_card(job: EvalJob, train_data: str, soft: dict, random: tuple[dict, bool], hard: dict,
+               full: tuple[float, str], base: Path) -> dict:
+    """The card from the three evaluation summaries and the full-data accuracy; writes card.json / card.md."""
     card = {"format": FORMAT, "images": str(job.images), "student": job.student, "recipe": job.recipe.name,
             "epochs": job.recipe.epochs, "teacher": job.teacher, "seeds": job.seeds, "val": job.val,
             "val_limit": job.val_limit, "train_data": train_data, "metric": "last-epoch top-1 %, mean over seeds",
-            "soft": _headline(soft), "random": {**_headline(random), "images": str(base / "images"),
-                                                    "reused": cached is not None},
-            "hard": _headline(hard), "full": {"mean": full, "source": full_source}}
+            "soft": _headline(soft), "random": {**_headline(random[0]), "images": str(base / "images"),
+                                                "reused": random[1]},
+            "hard": _headline(hard), "full": {"mean": full[0], "source": full[1]}}
     card["IOR"] = _diff(card["soft"]["mean"], card["random"]["mean"])
-    card["HLR"] = _diff(full, card["hard"]["mean"])
+    card["HLR"] = _diff(full[0], card["hard"]["mean"])
     card["command"] = job.command
     out = job.eval_root / job.student / job.recipe.name
     atomic_write_text(out / "card.json", json.dumps(card, indent=2) + "\n")

@@ -21,7 +21,7 @@ from d4m.errors import ConfigError
 from d4m.evaluate.val import DEFAULT_SIZE
 from d4m.methods.select import herding, kcenter_greedy, random_subset
 from d4m.runio import StageTimer, atomic_save_png, atomic_write_text, sha256_file
-from d4m.runio.rundir import RunDir, class_folder, image_name
+from d4m.runio.rundir import RunDir, class_folder, image_name, read_run  # noqa: F401 (read_run: moved)
 from d4m.seeding import cpu_generator
 
 log = logging.getLogger(__name__)
@@ -125,15 +125,6 @@ def validate_select(cfg: DistillConfig) -> None:
     if not cfg.out:
         raise ConfigError("--out is required (the run directory)")
     validate(cfg)
-
-
-def read_run(path: str | Path) -> tuple[RunDir, dict, list[dict]]:
-    """(run, config dict, manifest rows) of an existing run with images; ConfigError naming --run otherwise."""
-    run = RunDir(path)
-    if not run.images.is_dir():
-        raise ConfigError(f"--run {path}: no images/ folder (not a d4m run directory)")
-    cfg = run.read_config() or {}
-    return run, cfg, run.rows()
 
 
 def stm_run(source: str | Path, teacher_spec: str, out: str | Path, iterations: int, lr: float, bn_weight: float,

@@ -22,12 +22,11 @@ from d4m.data import open_dataset
 from d4m.data.classnames import display_name, known_label_texts
 from d4m.errors import D4MError
 from d4m.evaluate.run import open_images
-from d4m.methods.runs import read_run
 from d4m.models.classes import normalise, same_class
 from d4m.report import html
 from d4m.report.figures import image_grid, tsne_embedding, tsne_figure
 from d4m.runio import StageTimer, atomic_write_text
-from d4m.runio.rundir import read_jsonl
+from d4m.runio.rundir import read_jsonl, read_run
 from d4m.seeding import cpu_generator
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from d4m.data import DataSpec
 from d4m.errors import ConfigError
 from d4m.evaluate.run import open_images
-from d4m.methods.runs import read_run
+from d4m.runio.rundir import read_run
 from d4m.models import IMAGENET_MEAN, IMAGENET_STD
 from d4m.runio import StageTimer, atomic_write_text
 

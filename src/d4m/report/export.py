@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from d4m.errors import ConfigError
 from d4m.evaluate.run import open_images
-from d4m.methods.runs import read_run
 from d4m.models.classes import normalise
 from d4m.runio import StageTimer
+from d4m.runio.rundir import read_run
 
 
 def export_hf(run_path, out: str | Path, teacher: str | None = None, device: str = "cpu", force: bool = False):

@@ -71,6 +71,14 @@ class RunDir:
         atomic_write_text(self.config, dump(cfg))
 
 
+def read_run(path: str | Path) -> tuple[RunDir, dict, list[dict]]:
+    """(run, config dict, manifest rows) of an existing run with images; ConfigError naming --run otherwise."""
+    run = RunDir(path)
+    if not run.images.is_dir():
+        raise ConfigError(f"--run {path}: no images/ folder (not a d4m run directory)")
+    return run, run.read_config() or {}, run.rows()
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 

@@ -1,0 +1,59 @@
+"""Training and sampling a small text-conditioned latent diffusion model (``d4m generator train / sample``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from d4m.errors import ConfigError
+
+
+def _threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"--threads {n}: must be at least 1")
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def train_generator(data: str, codec: str, out: str | Path, *, resume: bool = False, threads: int | None = None,
+                    **settings) -> Path:
+    """Train a generator on a dataset's codec latents; saved in diffusers' layout, usable as ``distill(model=out)``.
+
+    ``settings`` are the flags of ``d4m generator train`` spelled with ``_`` (``text_encoder``, ``preset``,
+    ``epochs``, ``max_steps``, ``batch_size``, ``lr``, ``size``, ...; see ``d4m.generator.train.TrainConfig``).
+
+    Example::
+
+        model = d4m.train_generator("folder:data/train", "taef2:weights/taef2", "generators/c10", size=64,
+                                    text_encoder="minilm", preset="small", epochs=50)
+        run = d4m.distill("folder:data/train", model=str(model), codec="taef2:weights/taef2", size=64, out="runs/g")
+    """
+    from d4m.generator.train import TrainConfig, run_train
+
+    fields = TrainConfig.__dataclass_fields__
+    unknown = sorted(k for k in settings if k not in fields)
+    if unknown:
+        raise ConfigError(f"generator train: unknown setting {unknown[0]!r}")
+    _threads(threads)
+    cfg = TrainConfig(data=data, codec=codec, out=str(out), **{k: v for k, v in settings.items() if v is not None})
+    run_train(cfg, resume=resume)
+    return Path(out).expanduser()
+
+
+def sample_generator(model: str | Path, out: str | Path, *, per_class: int, codec: str | None = None, steps: int = 50,
+                     guidance: float = 3.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
+                     threads: int | None = None, grid: str | Path | None = None) -> list[Path]:
+    """Class-conditional images from pure noise into an ImageFolder (``d4m generator sample``); returns the files.
+
+    Example::
+
+        files = d4m.sample_generator("generators/c10", "samples/c10", per_class=100)
+    """
+    from d4m.generator.sample import sample_to_folder
+
+    _threads(threads)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
+    return sample_to_folder(str(model), codec, per_class, Path(out), steps=steps, guidance=guidance, seed=seed,
+                            batch_size=batch_size, device=device, grid=Path(grid) if grid else None)
