@@ -8,7 +8,7 @@ import logging
 import sys
 
 from d4m import __version__
-from d4m.errors import D4MError
+from d4m.errors import D4MError, missing_package
 
 # Each module defines ``register(subparsers)``, adding sub-commands whose ``func(args) -> int`` does the work.
 COMMAND_MODULES = ("d4m.cli.distill", "d4m.cli.ttm", "d4m.cli.methods", "d4m.cli.report", "d4m.cli.generator")
@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"d4m: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional package (or a broken install): one line naming what to install
+        if args.verbose or (exc.name or "").split(".")[0] in ("d4m", ""):
+            raise
+        print(f"d4m: error: {missing_package(exc, f'`d4m {args.command}`')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("d4m: interrupted; rerun the same command to resume", file=sys.stderr)

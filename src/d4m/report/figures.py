@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from d4m.errors import missing_package
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ModuleNotFoundError as exc:  # a base dependency; a broken install gets one line, not a traceback
+    raise missing_package(exc, "the report's figures") from None
 
 
 def image_grid(distilled: list[list], real: list[list], names: list[str], path: Path, title: str) -> Path:
