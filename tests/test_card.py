@@ -1,8 +1,5 @@
 """Fair-evaluation card: hard-label training, the random baseline, IOR / HLR from the parts, CLI errors."""
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -50,25 +47,13 @@ def test_hard_label_training_learns_without_a_teacher():
         train_student(model, data, torch.tensor(Images.targets), None, Recipe(epochs=1, hard_label_weight=0.0))
 
 
-def test_card_end_to_end(small_run, cifar_subset, teacher_spec, capsys):
-    rc = main(["evaluate", "--run", str(small_run), "--teacher", teacher_spec, "--recipe", "locked", "--epochs", "2",
-               "--val", f"folder:{cifar_subset}", "--val-limit", "40", "--seeds", "1", "--eval-every", "2",
-               "--card"])
+def test_card_command_prints_the_table(small_run, cifar_subset, teacher_spec, capsys):
+    """The card itself is checked through the API (test_api.py); the command prints its table and path."""
+    rc = main(["evaluate", "--run", str(small_run), "--teacher", teacher_spec, "--recipe", "locked", "--epochs", "1",
+               "--val", f"folder:{cifar_subset}", "--val-limit", "20", "--seeds", "1", "--card"])
     assert rc == 0
-    card = json.loads((small_run / "eval" / "convnet-w128" / "locked" / "card.json").read_text())
-    for key in ("soft", "random", "hard", "IOR", "HLR", "full"):
-        assert key in card
-    soft = json.loads((small_run / "eval" / "convnet-w128" / "locked" / "summary.json").read_text())
-    hard = json.loads((small_run / "eval" / "convnet-w128" / "locked-hard" / "summary.json").read_text())
-    assert card["soft"]["mean"] == soft["last_epoch_top1"]["mean"]
-    assert card["hard"]["mean"] == hard["last_epoch_top1"]["mean"] and hard["labels"] == "hard"
-    assert card["IOR"] == round(card["soft"]["mean"] - card["random"]["mean"], 2)
-    assert card["HLR"] == round(card["full"]["mean"] - card["hard"]["mean"], 2)
-    assert card["full"]["source"].startswith("teacher record") and 80 < card["full"]["mean"] <= 100
-    random_manifest = (Path(card["random"]["images"]).parent / "manifest.jsonl").read_text()
-    assert len(random_manifest.splitlines()) == 20  # 2 per class, same size, from the run's config data
-    assert "IOR" in (small_run / "eval" / "convnet-w128" / "locked" / "card.md").read_text()
-    assert "| soft" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| soft" in out and f"card: {small_run / 'eval' / 'convnet-w128' / 'locked' / 'card.json'}" in out
 
 
 def test_card_needs_train_data_and_checks_full_acc(tmp_path, small_run, cifar_subset, teacher_spec, capsys):

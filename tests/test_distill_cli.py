@@ -1,11 +1,10 @@
-"""End to end: `d4m distill` on 10 CIFAR-10 classes x 20 images with a tiny random SD-shaped model."""
+"""`d4m distill / prototypes / synthesize` on CIFAR-10 images with a tiny random SD-shaped model: exit codes, one-line
+errors, resume guards (the outputs themselves are checked through the API in test_api.py)."""
 
 import json
 
 import pytest
-import torch
 from PIL import Image
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from d4m.cli.main import main
@@ -14,46 +13,6 @@ from tests.conftest import shared_path
 
 def _pngs(run):
     return sorted((run / "images").rglob("*.png"))
-
-
-def test_distill_tiny_model(tmp_path, tiny_sd, cifar_subset):
-    run = tmp_path / "run"
-    rc = main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd), "--size", "64",
-               "--steps", "10", "--out", str(run), "--workers", "0", "--batch-size", "6"])
-    assert rc == 0
-    pngs = _pngs(run)
-    assert len(pngs) == 20
-    assert {Image.open(p).size for p in pngs} == {(32, 32)}
-    assert [p.parent.name for p in pngs[::2]] == ["000_airplane", "001_automobile", "002_bird", "003_cat", "004_deer",
-                                                  "005_dog", "006_frog", "007_horse", "008_ship", "009_truck"]
-    rows = [json.loads(line) for line in (run / "manifest.jsonl").read_text().splitlines()]
-    assert len(rows) == 20
-    for key in ("class_index", "class_name", "prompt", "prototype_index", "seed", "strength", "guidance", "steps",
-                "model", "sha256"):
-        assert key in rows[0]
-    assert rows[3]["class_name"] == "automobile" and rows[3]["prompt"] == "automobile"
-    assert len({r["seed"] for r in rows}) == 20
-    protos = load_file(run / "prototypes.safetensors")
-    assert protos["prototypes"].shape == (10, 2, 4, 8, 8)
-    assert protos["counts"].sum(1).tolist() == [20] * 10  # every image of every class absorbed
-    with safe_open(run / "prototypes.safetensors", "pt") as fh:
-        meta = json.loads(fh.metadata()["d4m"])
-    assert meta["classes"][7] == "horse" and len(meta["label_texts"]) == 10
-    stages = [json.loads(line)["stage"] for line in (run / "log.jsonl").read_text().splitlines()]
-    assert stages == ["prototypes", "synthesis"]
-    cfg = (run / "config.yaml").read_text()
-    assert "strength: 0.7" in cfg and "negative_prompt: cartoon, anime, painting" in cfg and "out_size: 32" in cfg
-
-    # the stages alone give the same images; a rerun resumes without changing anything
-    run2 = tmp_path / "run2"
-    assert main(["prototypes", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd),
-                 "--size", "64", "--out", str(run2), "--workers", "0"]) == 0
-    assert main(["synthesize", "--run", str(run2), "--steps", "10", "--batch-size", "6"]) == 0
-    assert (run2 / "manifest.jsonl").read_text() == (run / "manifest.jsonl").read_text().replace(str(run), str(run2))
-    before = (run / "manifest.jsonl").read_bytes()
-    assert main(["distill", "--data", f"folder:{cifar_subset}", "--ipc", "2", "--model", str(tiny_sd), "--size", "64",
-                 "--steps", "10", "--out", str(run), "--workers", "0", "--batch-size", "6"]) == 0
-    assert (run / "manifest.jsonl").read_bytes() == before
 
 
 def test_other_config_is_refused_without_force(tmp_path, tiny_sd, cifar_subset, capsys):
