@@ -1,8 +1,8 @@
 """Peak memory of the prototype stage at 1x, 2x and 4x the dataset size: it should stay flat.
 
-Each run is ``d4m.cli.main.main(["prototypes", ...])`` in a fresh subprocess (so the peaks are independent); the
-peak RSS is that child's ``ru_maxrss`` from ``os.wait4``. Data: CIFAR-10 training JPEGs, N images per class
-symlinked into an ImageFolder under a temporary directory (``folder:`` data), encoded at ``--size`` with a
+Each run is ``d4m.find_prototypes(...)`` (what ``d4m prototypes`` calls) in a fresh subprocess (so the peaks are
+independent); the peak RSS is that child's ``ru_maxrss`` from ``os.wait4``. Data: CIFAR-10 training JPEGs, N images
+per class symlinked into an ImageFolder under a temporary directory (``folder:`` data), encoded at ``--size`` with a
 random-weight SD-shaped VAE (the codec's weights do not change the memory pattern) and clustered per class.
 
 The baseline is the 1x run; the ratio is peak(4x) / peak(1x). For scale, the line "all latents" says how much the
@@ -15,6 +15,7 @@ latents of the whole dataset would take if they were held in memory at once. ``-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import make_sd_model, mode_args, ratio_line, save_result  # noqa: E402
 
 CIFAR = Path(os.environ.get("D4M_BENCH_CIFAR", "/work/shared/data/cifar10"))
-CHILD = ("import sys, torch; torch.set_num_threads(1); from d4m.cli.main import main; "
-         "raise SystemExit(main(sys.argv[1:]))")
+CHILD = "import json, sys, torch; torch.set_num_threads(1); import d4m; d4m.find_prototypes(**json.loads(sys.argv[1]))"
 
 
 def link_subset(src: Path, dst: Path, per_class: int, classes: int) -> None:
@@ -38,8 +38,8 @@ def link_subset(src: Path, dst: Path, per_class: int, classes: int) -> None:
             (dst / cls.name / f.name).symlink_to(f)
 
 
-def peak_rss(argv: list[str], log: Path, in_process: bool = False) -> tuple[int, float]:
-    """(peak RSS in bytes, seconds) of one ``d4m`` CLI run in a child process.
+def peak_rss(settings: dict, log: Path, in_process: bool = False) -> tuple[int, float]:
+    """(peak RSS in bytes, seconds) of one ``d4m.find_prototypes(**settings)`` in a child process.
 
     ``in_process`` (smoke mode only: checks the plumbing fast): run it here and return this process's peak so far.
     """
@@ -47,17 +47,18 @@ def peak_rss(argv: list[str], log: Path, in_process: bool = False) -> tuple[int,
     if in_process:
         import resource
 
-        from d4m.cli.main import main as d4m_main
+        import d4m
 
-        if d4m_main(argv) not in (0, None):
-            raise SystemExit(f"d4m {' '.join(argv)} failed")
+        d4m.find_prototypes(**settings)
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.perf_counter() - t0
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, *argv], stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(settings)], stdout=fh,
+                                stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"d4m {' '.join(argv)} failed ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
+        raise SystemExit(f"d4m.find_prototypes({settings}) failed ({proc.returncode}); see {log}:\n"
+                         f"{log.read_text()[-2000:]}")
     return usage.ru_maxrss * 1024, time.perf_counter() - t0  # Linux: kilobytes
 
 
@@ -87,10 +88,10 @@ def main(argv=None) -> dict:
             peaks = {}
             for scale in (1, 2, 4):
                 n = base * scale
-                argv = ["prototypes", "--data", f"folder:{tmp / f'data{scale}'}", "--model", str(model),
-                        "--out", str(tmp / f"run_{mode}_{scale}"), "--ipc", str(ipc), "--size", str(size),
-                        "--kmeans", mode, "--workers", "0", "--device", "cpu", "--dtype", "float32"]
-                rss, secs = peak_rss(argv, tmp / f"log_{mode}_{scale}.txt", in_process=args.smoke)
+                settings = {"data": f"folder:{tmp / f'data{scale}'}", "model": str(model),
+                            "out": str(tmp / f"run_{mode}_{scale}"), "ipc": ipc, "size": size, "kmeans": mode,
+                            "workers": 0, "device": "cpu", "dtype": "float32"}
+                rss, secs = peak_rss(settings, tmp / f"log_{mode}_{scale}.txt", in_process=args.smoke)
                 peaks[scale] = rss
                 run = {"mode": mode, "scale": scale, "per_class": n, "images": n * classes, "peak_rss_bytes": rss,
                        "seconds": secs, "all_latents_bytes": n * classes * latent_bytes}

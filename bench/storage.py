@@ -182,7 +182,7 @@ def link_subset(src: Path, dst: Path, per_class: int) -> None:
 
 
 def bench_accuracy(tmp: Path, args) -> dict:
-    from d4m.cli.main import main as d4m_main
+    import d4m
 
     epochs, val_per_class = (30, 200) if not args.quick else (10, 100)
     if not (CIFAR / "train").is_dir() or not RESNET20.is_file():
@@ -192,17 +192,11 @@ def bench_accuracy(tmp: Path, args) -> dict:
     link_subset(CIFAR / "test", tmp / "val", val_per_class)
     seeds = 1 if args.smoke or args.quick else 2
     out = {"epochs": epochs, "seeds": seeds, "train_images": 100, "val_images": 10 * val_per_class}
-    for name, extra in (("full", []), ("top3", ["--topk", "3"])):
-        argv = ["evaluate", "--images", str(tmp / "images"), "--teacher", f"cifar-resnet20:{RESNET20}",
-                "--val", f"folder:{tmp / 'val'}", "--size", "32", "--epochs", str(epochs), "--device", "cpu",
-                "--labels", "stored", "--seeds", str(seeds), "--eval-every", str(epochs), "--out", str(tmp / f"eval_{name}"),
-                *extra]
+    for name, topk in (("full", 0), ("top3", 3)):
         t0 = time.perf_counter()
-        code = d4m_main(argv)
-        if code not in (0, None):
-            raise SystemExit(f"d4m {' '.join(argv)} exited with {code}")
-        summary = next((tmp / f"eval_{name}").rglob("summary.json"))
-        s = json.loads(summary.read_text())
+        s = d4m.evaluate_run(images=tmp / "images", teacher=f"cifar-resnet20:{RESNET20}", val=f"folder:{tmp / 'val'}",
+                             size=32, epochs=epochs, device="cpu", labels="stored", seeds=seeds, eval_every=epochs,
+                             out=tmp / f"eval_{name}", topk=topk)
         out[f"{name}_top1"] = s["last_epoch_top1"]["mean"]
         out[f"{name}_per_seed"] = s["per_seed"]
         out[f"{name}_label_store"] = s["label_store"]

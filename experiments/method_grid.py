@@ -10,11 +10,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from d4m.runio.rundir import RunDir
+import d4m
 
 
 def panel(run: Path, per_class: int, tile: int) -> Image.Image:
-    rows = RunDir(run).rows()
+    rows = d4m.Run(run).manifest()
     classes = sorted({r["class_index"] for r in rows})
     img = Image.new("RGB", (per_class * (tile + 1) + 1, len(classes) * (tile + 1) + 13), "white")
     ImageDraw.Draw(img).text((2, 0), run.name.removesuffix("-ipc10"), fill="black")

@@ -17,8 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy.stats import spearmanr
 
-from d4m.runio.rundir import RunDir
-from d4m.runio.tensors import load_tensors
+import d4m
 
 
 def laplacian_variance(path: Path) -> float:
@@ -28,11 +27,11 @@ def laplacian_variance(path: Path) -> float:
 
 
 def describe(run: Path) -> str:
-    rows = RunDir(run).rows()
+    rows = d4m.Run(run).manifest()
     sharp = np.array([laplacian_variance(run / r["file"]) for r in rows])
     msg = f"{run.name}: {len(rows)} images, sharpness median {np.median(sharp):.0f}"
     if (run / "prototypes.safetensors").is_file() and "prototype_index" in rows[0]:
-        counts = load_tensors(run / "prototypes.safetensors")[0]["counts"]
+        counts = d4m.Run(run).prototypes()["counts"]
         c = np.array([counts[r["class_index"], r["prototype_index"]].item() for r in rows])
         rho = spearmanr(c, sharp)
         msg += (f"; latents per prototype min {c.min()} / median {np.median(c):.0f} / max {c.max()}; "

@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+import d4m
 from d4m.models import load_teacher
-from d4m.runio.rundir import RunDir
 
 
 def load_run(run: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = RunDir(run).rows()
+    rows = d4m.Run(run).manifest()
     to_tensor = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
     images = torch.stack([to_tensor(Image.open(run / r["file"]).convert("RGB")) for r in rows])
     return images, torch.tensor([r["class_index"] for r in rows])
