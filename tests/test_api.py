@@ -55,7 +55,7 @@ def test_layers_stages_never_import_the_api_and_evaluation_knows_no_method():
     for path in (SRC / "evaluate").rglob("*.py"):
         assert not {n for n in _imports(path) if n.startswith("d4m.methods")}, path.name
     orchestration = {"run_evaluation", "select_run", "stm_run", "run_prototypes", "run_synthesis", "make_subset",
-                     "build_report", "export_hf", "export_run", "run_train", "sample_to_folder", "train_teacher",
+                     "build_report", "export_hf", "export", "run_train", "sample_to_folder", "train_teacher",
                      "relabel", "load_teacher", "open_dataset", "build_codec"}
     for path in (SRC / "cli").glob("*.py"):  # the shell calls the API; no stage orchestration lives there
         found = {n for n in _imports(path) if n.startswith("d4m.") and n.rsplit(".", 1)[-1] in orchestration}
