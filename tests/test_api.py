@@ -199,6 +199,10 @@ def test_a_missing_package_is_one_line_naming_what_to_install(monkeypatch, capsy
                                                               command, hint):
     teacher = shared_path("weights", "cifar10-resnet", "resnet20-12fca82f.th")
     for name in [m for m in sys.modules if m == package or m.startswith((package + ".", "d4m.report."))]:
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules and getattr(sys.modules[parent], child, None) is sys.modules[name]:
+            # a re-import binds a new module onto its package: put the old one back afterwards, as in sys.modules
+            monkeypatch.setattr(sys.modules[parent], child, sys.modules[name])
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, package, None)  # `import package` raises ModuleNotFoundError
     args = [a.replace("RUN", str(random_run.path)).replace("OUT", str(tmp_path / "o")).replace("TEACHER", str(teacher))
