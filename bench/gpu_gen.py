@@ -43,7 +43,8 @@ def train_config(ctx, s: dict, table):
     kw = dict(data=f"folder:{ctx.work / 'cifar10' / 'train'}", codec=f"taef2:{(ctx.kit / TAEF2).resolve()}",
               out=str(ctx.work / "generator"), size=s["size"], text_encoder=table.source, max_tokens=table.max_tokens,
               batch_size=s["batch"], workers=s["workers"], encode_batch_size=s["encode_batch"],
-              device="cpu" if ctx.smoke else "cuda", max_per_class=s["max_per_class"])
+              device="cpu" if ctx.smoke else "cuda", max_per_class=s["max_per_class"],
+              mixed_precision="bf16")  # the GPU run's autocast, exercised by the CPU smoke too
     if ctx.args.preset or s["preset"]:
         kw["preset"] = ctx.args.preset or s["preset"]
     return TrainConfig(**kw)

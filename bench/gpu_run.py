@@ -5,7 +5,8 @@ generator trained on the GPU, and a distillation with it. One command; five phas
 
 Each phase has its own wall-clock deadline and appends its results to ``DIR/results.json`` (atomically) as soon
 as it ends, so a run cut short still returns what it measured. ``--smoke``: every phase with tiny shapes on the
-CPU in float32 through the same functions (the test suite runs it). README.md ("A prepared GPU run") says how to
+CPU through the same functions and dtypes (float16 synthesis and encoding, channels_last, bf16 autocast training;
+the test suite runs it). README.md ("A prepared GPU run") says how to
 build the kit (bench/gpu_prepare.py) and the exact device call.
 """
 
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     p.add_argument("--kit", type=Path, required=True, help="the folder gpu_prepare.py built (.gpukit)")
     p.add_argument("--out", type=Path, required=True, help="results.json, samples.png and the archives go here")
     p.add_argument("--work", type=Path, help="scratch folder (default: OUT/../gpu-work)")
-    p.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU in float32 (the test suite runs it)")
+    p.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, same dtypes (the test suite runs it)")
     p.add_argument("--compile", action="store_true", help="also time d4m's synthesis with torch.compile")
     p.add_argument("--deadline-scale", type=float, default=1.0, help="multiply every phase deadline")
     p.add_argument("--preset", help="generator UNet preset (default: d4m generator train's default)")

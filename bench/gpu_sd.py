@@ -40,7 +40,7 @@ IMAGENET_TRAIN, IMAGENET_CLASSES = 1_281_167, 1000
 def settings(smoke: bool) -> dict:
     if smoke:
         return dict(unet=SMOKE_UNET, vae=SMOKE_VAE, text=SMOKE_TEXT, pixels=64, steps=10, batches=(1, 2),
-                    official_images=1, encode_batches=(2, 4), jpegs=24, workers=2, dtype=torch.float32)
+                    official_images=1, encode_batches=(2, 4), jpegs=24, workers=2, dtype=torch.float16)
     return dict(unet=SD15_UNET, vae=SD15_VAE, text=SD15_TEXT, pixels=512, steps=50, batches=(1, 8, 16, 32, 64),
                 official_images=4, encode_batches=(32, 64), jpegs=2048, workers=16, dtype=torch.float16)
 
@@ -73,7 +73,7 @@ def build_models(s: dict, device: str, work: Path):
         vae = AutoencoderKL(**s["vae"])
         text = CLIPTextModel(CLIPTextConfig(**s["text"]))
     for m in (unet, vae, text):
-        m.to(dtype=s["dtype"]).eval().requires_grad_(False)
+        m.to(device=device, dtype=s["dtype"]).eval().requires_grad_(False)
     write_clip_tokenizer(work / "tokenizer", max_length=77)
     tokenizer = CLIPTokenizer.from_pretrained(str(work / "tokenizer"))
     sched = PNDMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",

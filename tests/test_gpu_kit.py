@@ -212,3 +212,25 @@ def test_embedding_table_trains_the_same_model_as_its_encoder(tmp_path, tiny_tex
     assert (outs["encoder"] / "text_encoder").is_dir() and not (outs["table"] / "text_encoder").exists()
     a, b = (load_file(next((outs[k] / "unet").glob("*.safetensors"))) for k in ("encoder", "table"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_phase_past_its_deadline_keeps_what_it_measured(tmp_path):
+    """A phase cut off by its deadline is recorded with its partial results; the next phase still runs."""
+    import argparse
+    import time
+
+    import gpu_run
+
+    args = argparse.Namespace(deadline_scale=0.01)  # 1.5 s for 'environment'
+    ctx = gpu_run.Context(args, tmp_path, tmp_path, tmp_path, "cpu", True)
+
+    def slow(ctx, rec):
+        rec["first"] = 1.0
+        ctx.record("environment", rec)
+        time.sleep(30)
+
+    gpu_run.run_phase(ctx, "environment", slow)
+    gpu_run.run_phase(ctx, "distill", lambda ctx, rec: rec.update(done=True))
+    saved = json.loads((tmp_path / "results.json").read_text())["phases"]
+    assert saved["environment"]["status"] == "deadline" and saved["environment"]["first"] == 1.0
+    assert saved["environment"]["wall_s"] < 10 and saved["distill"] == {**saved["distill"], "status": "ok", "done": True}
