@@ -165,6 +165,8 @@ def test_size_check_refuses_an_oversized_kit(tmp_path, tiny_text, monkeypatch, c
 def test_dry_run_of_the_device_call():
     """The exact call a GPU session makes: its arguments fit the tool, and the full-size kit fits 64 MiB."""
     gpu_kit.check_command()
+    readme = (ROOT / "README.md").read_text()
+    assert gpu_kit.COMMAND in readme and '`carry` `[".gpukit"]`' in readme  # the README gives the exact call
     assert "bench/gpu_run.py --kit .gpukit --out $OUT" in gpu_kit.COMMAND and "tee $OUT/log.txt" in gpu_kit.COMMAND
     assert gpu_kit.CARRY == [".gpukit"] and gpu_kit.TIMEOUT_S <= 600
     ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".gpukit/x"])
