@@ -43,14 +43,15 @@ def build_codec(spec: str, model: str | None = None, device="cpu", dtype=torch.f
 
 def _model_codec(model: str) -> str | None:
     """The codec named in MODEL/d4m.json when the model has no vae/ of its own."""
-    import json
     from pathlib import Path
+
+    from d4m.runio.textfiles import read_json
 
     folder = Path(model).expanduser()
     info = folder / "d4m.json"
     if folder.is_dir() and not (folder / "vae").is_dir() and info.is_file():
-        codec = json.loads(info.read_text()).get("codec")
-        if codec and not str(codec).startswith("model"):
+        codec = read_json(info, "d4m.json").get("codec")
+        if isinstance(codec, str) and codec and not codec.startswith("model"):
             return str(codec)
     return None
 

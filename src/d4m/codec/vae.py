@@ -9,6 +9,7 @@ import torch
 
 from d4m.codec.base import Codec
 from d4m.errors import ModelError
+from d4m.pretrained import load_component
 from d4m.seeding import randn
 
 
@@ -24,12 +25,8 @@ class VAECodec(Codec):
             raise ModelError(f"--posterior {posterior!r}: expected 'sample' or 'mean'")
         self.posterior = posterior
         self.source = str(source)
-        try:
-            kwargs = {"subfolder": subfolder} if subfolder else {}
-            self.vae = AutoencoderKL.from_pretrained(self.source, torch_dtype=dtype, **kwargs)
-        except (OSError, ValueError, EnvironmentError) as exc:
-            where = f"{self.source}/{subfolder}" if subfolder else self.source
-            raise ModelError(f"{where}: cannot load the VAE (AutoencoderKL): {str(exc).splitlines()[0]}") from None
+        self.vae = load_component(AutoencoderKL.from_pretrained, self.source, subfolder, "VAE (AutoencoderKL)",
+                                  library="diffusers", torch_dtype=dtype)
         self.vae.to(self.device).eval().requires_grad_(False)
         cfg = self.vae.config
         self.scaling_factor = float(getattr(cfg, "scaling_factor", 0.18215) or 0.18215)

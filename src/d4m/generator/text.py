@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from d4m.errors import ConfigError, ModelError
+from d4m.pretrained import load_component
 from d4m.runio.atomic import sha256_file
 from d4m.synthesis.generator import Generator, embed_prompts
 
@@ -89,17 +90,19 @@ def load_text_encoder(spec: str, max_tokens: int, device="cpu") -> TextEncoder:
         raise ConfigError(f"--max-tokens {max_tokens}: must be at least 2")
     source = resolve_source(spec)
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = load_component(AutoConfig.from_pretrained, source, None, "text encoder configuration",
+                                library="transformers", weights=False)
         if getattr(config, "is_encoder_decoder", False):
             raise ConfigError(f"--text-encoder {spec}: an encoder-decoder model ({config.model_type}) is not "
                               "supported (synthesis loads text_encoder/ with AutoModel)")
         # a full CLIP checkpoint (text + vision): keep only its text tower, saved as a CLIPTextModel
         cls = CLIPTextModel if config.model_type == "clip" else AutoModel
-        model = cls.from_pretrained(source, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ModelError(f"--text-encoder {spec}: cannot load ({first})") from None
+        model = load_component(cls.from_pretrained, source, None, "text encoder", library="transformers",
+                               dtype=torch.float32)
+        tokenizer = load_component(AutoTokenizer.from_pretrained, source, None, "tokenizer", library="transformers",
+                                   weights=False, config_name="tokenizer_config.json")
+    except ModelError as exc:
+        raise ModelError(f"--text-encoder {spec}: {exc}") from None
     positions = getattr(model.config, "max_position_embeddings", max_tokens)
     if max_tokens > positions:
         raise ConfigError(f"--max-tokens {max_tokens}: the text encoder has only {positions} positions")

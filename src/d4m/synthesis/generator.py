@@ -7,13 +7,15 @@ checker blacks out images it flags, which would silently remove distilled images
 
 from __future__ import annotations
 
-import json
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from d4m.errors import ModelError
+from d4m.pretrained import check_folder, load_component
+from d4m.runio.textfiles import read_json
 
 COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")
 SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler", "ddpm": "DDPMScheduler",
@@ -49,26 +51,25 @@ def check_model_dir(model: str) -> None:
     for c in COMPONENTS:
         if not (path / c).is_dir():
             raise ModelError(f"--model {model}: missing component {c}/")
-
-
-def _load(what: str, fn, model: str, subfolder: str, **kwargs):
-    try:
-        return fn(model, subfolder=subfolder, **kwargs)
-    except (OSError, ValueError, KeyError, EnvironmentError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ModelError(f"--model {model}: cannot load {what} from {subfolder}/: {first}") from None
+    for c in COMPONENTS + (("vae",) if (path / "vae").is_dir() else ()):  # custom code, pickles: before any load
+        check_folder(path / c, f"{model}/{c}", weights=c not in ("tokenizer", "scheduler"))
 
 
 def load_scheduler(model: str, name: str | None = None):
     import diffusers
 
-    config = _load("the scheduler", diffusers.DDIMScheduler.load_config, model, "scheduler")
+    config = load_component(diffusers.DDIMScheduler.load_config, model, "scheduler", "scheduler",
+                            library="diffusers", weights=False, config_name="scheduler_config.json")
     cls_name = SCHEDULERS.get(name, name) if name else config.get("_class_name")
     cls = getattr(diffusers, str(cls_name), None)
-    if cls is None or not hasattr(cls, "from_config"):
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
         choices = ", ".join(SCHEDULERS)
-        raise ModelError(f"--scheduler {name or cls_name!r}: unknown diffusers scheduler (try one of {choices})")
-    return cls.from_config(config)
+        where = f"--scheduler {name!r}" if name else f"--model {model}: scheduler class {cls_name!r}"
+        raise ModelError(f"{where}: not a diffusers scheduler (try --scheduler with one of {choices})")
+    try:
+        return cls.from_config(config)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelError(f"--model {model}: scheduler/ settings do not fit {cls.__name__} ({exc})") from None
 
 
 def load_generator(model: str, device="cpu", dtype=torch.float32, scheduler: str | None = None) -> Generator:
@@ -76,15 +77,23 @@ def load_generator(model: str, device="cpu", dtype=torch.float32, scheduler: str
     from transformers import AutoModel, AutoTokenizer
 
     check_model_dir(model)
-    unet = _load("the UNet", UNet2DConditionModel.from_pretrained, model, "unet", torch_dtype=dtype)
-    text_encoder = _load("the text encoder", AutoModel.from_pretrained, model, "text_encoder", dtype=dtype)
-    tokenizer = _load("the tokenizer", AutoTokenizer.from_pretrained, model, "tokenizer")
+    unet = load_component(UNet2DConditionModel.from_pretrained, model, "unet", "UNet", library="diffusers",
+                          torch_dtype=dtype)
+    text_encoder = load_component(AutoModel.from_pretrained, model, "text_encoder", "text encoder",
+                                  library="transformers", dtype=dtype)
+    tokenizer = load_component(AutoTokenizer.from_pretrained, model, "tokenizer", "tokenizer", library="transformers",
+                               weights=False, config_name="tokenizer_config.json")
     sched = load_scheduler(model, scheduler)
-    info_path = Path(model).expanduser() / "d4m.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = model_info(model)
     for m in (unet, text_encoder):
         m.to(device).eval().requires_grad_(False)
     return Generator(unet, text_encoder, tokenizer, sched, model, info)
+
+
+def model_info(model: str) -> dict:
+    """MODEL/d4m.json (written by ``d4m generator train``) as a dict; {} when there is none."""
+    path = Path(str(model)).expanduser() / "d4m.json"
+    return read_json(path, "d4m.json") if path.is_file() else {}
 
 
 @torch.no_grad()
@@ -96,3 +105,46 @@ def embed_prompts(gen: Generator, prompts: list[str], device) -> torch.Tensor:
     if getattr(gen.text_encoder.config, "use_attention_mask", False) or gen.info.get("text_attention_mask"):
         kwargs["attention_mask"] = tok.attention_mask.to(device)
     return gen.text_encoder(tok.input_ids.to(device), **kwargs)[0]
+
+
+def check_compatible(gen: Generator, codec, cfg) -> None:
+    """Everything about the models that would otherwise fail (or quietly mislead) mid-run, checked at load time."""
+    if gen.latent_channels != codec.latent_channels:
+        raise ModelError(f"codec {codec.name} has {codec.latent_channels} latent channels but the UNet of "
+                         f"{gen.source} takes {gen.latent_channels}")
+    width = getattr(gen.text_encoder.config, "hidden_size", None) or getattr(gen.text_encoder.config, "d_model", None)
+    cross = gen.unet.config.cross_attention_dim
+    cross = set(cross) if isinstance(cross, (list, tuple)) else {cross}
+    if width is not None and cross != {width}:
+        raise ModelError(f"--model {gen.source}: its text encoder gives {width}-wide embeddings but the UNet "
+                         f"cross-attends to width {', '.join(str(c) for c in sorted(cross))}")
+    sched = gen.scheduler
+    trained = getattr(sched.config, "num_train_timesteps", None)
+    if trained is not None and cfg.steps > trained:
+        raise ModelError(f"--steps {cfg.steps}: more than the {trained} timesteps {type(sched).__name__} of "
+                         f"{gen.source} was trained with")
+    if cfg.init == "prototypes" and int(cfg.steps * cfg.strength) < 1:
+        raise ModelError(f"--strength {cfg.strength} of --steps {cfg.steps} leaves no denoising step (the images "
+                         "would be the decoded prototypes); raise one of them, or use --generator none")
+    try:
+        copy.deepcopy(sched).set_timesteps(cfg.steps, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - a scheduler's own settings check, any type
+        raise ModelError(f"--model {gen.source}: scheduler {type(sched).__name__} refuses --steps {cfg.steps} "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def load_models(cfg, stage: str, device, dtype):
+    """(codec, generator or None) for ``stage``, loaded and checked against each other before any work starts."""
+    from d4m.codec import build_codec
+
+    gen = None
+    needs_gen = stage != "prototypes" and cfg.generator == "model"
+    if cfg.codec == "model" or needs_gen:
+        check_model_dir(cfg.model)
+    codec = build_codec(cfg.codec, cfg.model, device=device, dtype=dtype, posterior=cfg.posterior)
+    if cfg.size % codec.downsample:
+        raise ModelError(f"--size {cfg.size}: codec {codec.name} needs a multiple of {codec.downsample}")
+    if needs_gen:
+        gen = load_generator(cfg.model, device=device, dtype=dtype, scheduler=cfg.scheduler)
+        check_compatible(gen, codec, cfg)
+    return codec, gen
