@@ -188,7 +188,7 @@ def cost_table(out: Path, names: list[str]) -> list[str]:
     lines = ["| run | stage | times run | wall s (total) | throughput | peak RSS MB |", "|---|---|---|---|---|---|"]
     for name in names:
         stages: dict[str, list[dict]] = {}
-        for rec in read_jsonl(out / name / "log.jsonl"):
+        for rec in read_jsonl(out / name / "log.jsonl", strict=False):
             if not rec.get("images", rec.get("image_epochs", 1)):
                 continue  # a resumed stage that found its work done
             key = rec["stage"].split(" seed")[0] + (f" ({rec['recipe']})" if "recipe" in rec else "")

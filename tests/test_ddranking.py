@@ -16,7 +16,7 @@ from d4m.models import Normalized, create_model, load_teacher
 from d4m.report.ddranking import CIFAR_MEAN, CIFAR_STD
 from d4m.report.export import export
 from d4m.train import load_recipe, lr_at, make_optimizer, train_student
-from tests.ttm_helpers import CLASSES, one_thread, tiny_teacher_file  # noqa: F401 (autouse fixture)
+from tests.ttm_helpers import CLASSES, one_thread, seal_run, tiny_teacher_file  # noqa: F401 (autouse fixture)
 
 
 def make_run(root, per_class=3, size=16, data="cifar10:/data/cifar", short_class=None):
@@ -28,7 +28,7 @@ def make_run(root, per_class=3, size=16, data="cifar10:/data/cifar", short_class
         for k in range(per_class - (c == short_class)):
             Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(d / f"{k:03d}.png")
     (root / "config.yaml").write_text(yaml.safe_dump({"data": data, "ipc": per_class}))
-    return root
+    return seal_run(root)
 
 
 def test_export_ddranking_layout_tensors_labels_config(tmp_path):

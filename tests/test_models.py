@@ -48,7 +48,7 @@ def test_unknown_model_is_a_config_error():
 
 def test_class_order_check():
     assert class_columns(["airplane", "aquarium_fish"], ["000_Airplane", "aquarium fish"]) is None
-    with pytest.raises(ModelError, match=r"index 1: teacher has 'cat', data has 'dog'"):
+    with pytest.raises(ModelError, match=r"index 1: the teacher has 'cat', the data has 'dog'"):
         class_columns(["bird", "cat", "dog"], ["bird", "dog", "cat"])
     # ImageNet wnids on one side, torchvision's short names on the other
     assert class_columns(["tench", "goldfish"], ["n01440764", "n01443537"]) is None

@@ -57,11 +57,12 @@ def test_report_with_teacher_in_chromium(run, tmp_path):
 def test_report_names_wnid_classes_with_their_label_text(tmp_path, monkeypatch):
     """Tiny-ImageNet / ImageNet runs: 'n01443537 goldfish' in the grid, the t-SNE legend and the classes table."""
     import d4m.report.build as build
-    from tests.ttm_helpers import make_folder, tiny_teacher_file
+    from tests.ttm_helpers import make_folder, seal_run, tiny_teacher_file
 
     wnids = ["n01443537", "n01629819", "n01641577"]
     run = tmp_path / "run"
     make_folder(run / "images", classes=wnids, per_class=3, size=16)
+    seal_run(run)
     teacher = f"checkpoint:{tiny_teacher_file(tmp_path / 't.safetensors', classes=wnids)}"
     seen = {}
 

@@ -30,7 +30,7 @@ def test_resnet20_scores_on_cifar10_test_jpegs():
 def test_class_order_mismatch_fails_loudly():
     weights = shared_or_skip("weights", "cifar10-resnet", "resnet20-12fca82f.th")
     swapped = CIFAR10[:3] + ["dog", "deer", "cat"] + CIFAR10[6:]
-    with pytest.raises(ModelError, match=r"index 3: teacher has 'cat', data has 'dog'"):
+    with pytest.raises(ModelError, match=r"index 3: the teacher has 'cat', the data has 'dog'"):
         load_teacher(f"cifar-resnet20:{weights}", classes=swapped)
     with pytest.raises(ModelError, match="weights do not fit"):
         load_teacher(f"cifar-resnet56:{weights}")

@@ -11,7 +11,7 @@ from d4m.errors import ConfigError
 from d4m.labels import LabelStore, OnlineLabels, StoredLabels, StreamImages, num_batches, relabel
 from d4m.models import Normalized, create_model, load_teacher
 from d4m.train import load_recipe, lr_at, make_optimizer, train_student
-from tests.ttm_helpers import CLASSES, make_folder, one_thread, tiny_teacher_file  # noqa: F401 (autouse fixture)
+from tests.ttm_helpers import CLASSES, make_folder, one_thread, seal_run, tiny_teacher_file  # noqa: F401 (autouse fixture)
 
 
 def _setup(tmp_path, epochs=2, batch_size=6):
@@ -93,6 +93,7 @@ def test_optimizer_groups_and_cosine_schedule():
 def test_evaluate_command_writes_per_seed_metrics_and_summary(tmp_path, capsys):
     run = tmp_path / "run"
     make_folder(run / "images", per_class=2, size=20)
+    seal_run(run)  # a run's images are checked against its manifest before anything trains
     val = make_folder(tmp_path / "val", per_class=2, size=16, seed=1, prefix=False)
     teacher = tiny_teacher_file(tmp_path / "t.safetensors")
     rc = main(["evaluate", "--run", str(run), "--teacher", f"checkpoint:{teacher}", "--student", "convnet-w128",

@@ -1,3 +1,6 @@
-from d4m.cli.main import main
+try:
+    from d4m.cli.main import main
+except KeyboardInterrupt:  # Ctrl-C while the command's modules load
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

@@ -8,6 +8,7 @@ written out.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from d4m.errors import ConfigError
+from d4m.errors import ConfigError, D4MError
+from d4m.runio.textfiles import read_text
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_NEGATIVE = "cartoon, anime, painting"
@@ -76,6 +78,9 @@ CHOICES = {"kmeans": ("online", "full"), "init": ("prototypes", "noise"), "poste
            "prototype_dtype": ("float32", "float16"), "dtype": ("auto", "float32", "float16", "bfloat16")}
 
 
+MAX_SIDE = 16384  # an image side beyond this is a typo, not a resolution (one such image is 1 GiB of RGB)
+
+
 def preset_names() -> list[str]:
     folder = resources.files("d4m").joinpath("presets")
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -90,10 +95,12 @@ def load_preset(name: str) -> dict:
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from None
+        text = read_text(path, "--config file")
+    except D4MError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -155,22 +162,35 @@ def validate(cfg: DistillConfig) -> None:
     """Range checks, each naming the flag."""
     if not cfg.ipc or cfg.ipc <= 0:
         raise ConfigError(f"--ipc {cfg.ipc}: must be a positive integer")
+    for key in ("strength", "guidance", "kmeans_tol"):
+        if not math.isfinite(getattr(cfg, key)):
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(cfg, key)}: must be a finite number")
     if not 0.0 < cfg.strength <= 1.0:
         raise ConfigError(f"--strength {cfg.strength}: must be in (0, 1]")
     if cfg.guidance < 0:
         raise ConfigError(f"--guidance {cfg.guidance}: must be >= 0")
+    if cfg.kmeans_tol < 0:
+        raise ConfigError(f"--kmeans-tol {cfg.kmeans_tol}: must be >= 0")
     if cfg.steps <= 0:
         raise ConfigError(f"--steps {cfg.steps}: must be a positive integer")
     if cfg.size <= 0 or cfg.size % 8:
         raise ConfigError(f"--size {cfg.size}: must be a positive multiple of 8")
     if cfg.out_size is not None and cfg.out_size <= 0:
         raise ConfigError(f"--out-size {cfg.out_size}: must be positive")
+    for key in ("size", "out_size"):
+        if (getattr(cfg, key) or 0) > MAX_SIDE:
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(cfg, key)}: larger than {MAX_SIDE} pixels")
     if cfg.km_expand <= 0:
         raise ConfigError(f"--km-expand {cfg.km_expand}: must be a positive integer")
     if cfg.km_reassign is not None and not 0.0 < cfg.km_reassign <= 1.0:
         raise ConfigError(f"--km-reassign {cfg.km_reassign}: a ratio in (0, 1] (scikit-learn's default 0.01)")
     if cfg.max_per_class is not None and cfg.max_per_class <= 0:
         raise ConfigError(f"--max-per-class {cfg.max_per_class}: must be positive")
+    if cfg.max_per_class is not None and cfg.max_per_class < cfg.ipc and not cfg.allow_short:
+        raise ConfigError(f"--max-per-class {cfg.max_per_class} is below --ipc {cfg.ipc}: every class would have "
+                          "fewer images than prototypes; raise it, or add --allow-short to reuse prototypes")
+    if cfg.steps > 10_000:
+        raise ConfigError(f"--steps {cfg.steps}: more than any diffusion scheduler is trained with")
     for n in ("batch_size", "encode_batch_size", "kmeans_iters"):
         if getattr(cfg, n) <= 0:
             raise ConfigError(f"--{n.replace('_', '-')} {getattr(cfg, n)}: must be a positive integer")

@@ -10,17 +10,20 @@ import shlex
 from pathlib import Path
 
 from d4m.api.run import Run, as_path
+from d4m.checks import whole
 from d4m.errors import ConfigError
 
 
-def _where(run, images, out) -> tuple[Path, Path, Path, Path]:
-    """(images dir, labels root, eval root, log path) of a run directory or of a bare folder of images."""
+def _where(run, images, out, allow_incomplete: bool = False) -> tuple[Path, Path, Path, Path]:
+    """(images dir, labels root, eval root, log path) of a run directory or of a bare folder of images.
+
+    A run's images/ must match its manifest (``d4m.runio.verify``; ``allow_incomplete``: warn instead)."""
+    from d4m.runio.verify import verify_run
+
     if (run is None) == (images is None):
         raise ConfigError("give exactly one of --run RUN or --images DIR")
     if run is not None:
-        path = as_path(run)
-        if not (path / "images").is_dir():
-            raise ConfigError(f"--run {path}: no images/ folder (not a d4m run directory)")
+        path = verify_run(as_path(run), allow_incomplete).path
         root = Path(out).expanduser() if out else path / "eval"
         return path / "images", path / "labels", root, path / "log.jsonl"
     images = Path(images).expanduser()
@@ -42,7 +45,7 @@ def command_line(command: str, options: dict) -> str:
 def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | Path | None = None,
             recipe: str = "paper", epochs: int | None = None, size: int | None = None, val: str | None = None,
             topk: int = 0, label_format: str = "fp16", name: str | None = None, out: str | Path | None = None,
-            device: str = "auto", workers: int = 0) -> dict:
+            device: str = "auto", workers: int = 0, allow_incomplete: bool = False) -> dict:
     """Store the teacher's soft labels for every epoch of the replayable augmentation stream (``d4m relabel``).
 
     Returns the label set's metadata (``path``, ``epochs_stored``, ``bytes``, ``bytes_per_image_epoch``, ...).
@@ -59,10 +62,10 @@ def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | 
     from d4m.parallel import resolve_device, topology
     from d4m.train import load_recipe
 
-    images_dir, labels_root, _, log = _where(run, images, out)
+    images_dir, labels_root, _, log = _where(run, images, out, allow_incomplete)
     rec = load_recipe(recipe, epochs)
     data = open_images(images_dir)
-    model = load_teacher(teacher, classes=data.classes)
+    model = load_teacher(teacher, classes=data.classes, data="the distilled images")
     size = default_image_size(val, size) if (val or size) else model.input_size
     fmt = "topk" if topk else label_format
     store = LabelStore(labels_root / (name or label_set_name(model.arch, rec, fmt, topk)))
@@ -77,7 +80,8 @@ def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str,
              labels: str = "stored", label_format: str = "fp16", topk: int = 0, size: int | None = None,
              val_limit: int | None = None, batch_size: int = 0, eval_every: int = 1, out: str | Path | None = None,
              device: str = "auto", workers: int = 0, card: bool = False, train_data: str | None = None,
-             full_data_acc: float | str | None = None, command: str | None = None) -> dict:
+             full_data_acc: float | str | None = None, command: str | None = None,
+             allow_incomplete: bool = False) -> dict:
     """Train ``seeds`` students on the distilled images with the teacher's labels; test on real data (``d4m evaluate``).
 
     Returns the summary (``last_epoch_top1`` mean/std over seeds, the headline; ``best_epoch_top1`` beside it;
@@ -99,7 +103,7 @@ def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str,
 
     if seeds < 1 or eval_every < 1:
         raise ConfigError("--seeds and --eval-every must be >= 1")
-    images_dir, labels_root, eval_root, log = _where(run, images, out)
+    images_dir, labels_root, eval_root, log = _where(run, images, out, allow_incomplete)
     if command is None:
         command = command_line("evaluate", {
             "run": as_path(run) if run is not None else None, "images": images, "teacher": teacher, "val": val,
@@ -182,10 +186,13 @@ def eval_teacher(teacher: str, val: str, *, limit: int | None = None, size: int 
     from d4m.runio import StageTimer
 
     dev = resolve_device(device)
+    whole("--limit", limit, 1, optional=True)
+    whole("--batch-size", batch_size, 1)
+    whole("--workers", workers, 0)
     model = load_teacher(teacher).to(dev)
     size = size or (default_image_size(val) if not val.startswith("folder:") else model.input_size)
     data = ValSet(val, size, limit=limit, workers=workers)
-    model.columns = class_columns(model.classes, data.classes, f"--teacher {teacher}")
+    model.columns = class_columns(model.classes, data.classes, f"--teacher {teacher}", data="the val set")
     with StageTimer(Path(log) if log else None, "teacher-eval", unit="images") as timer:
         top1 = data.top1(model, dev, batch_size)
         timer.items = len(data)

@@ -9,7 +9,7 @@ from d4m.errors import ConfigError
 
 
 def make_report(run: str | Path | Run, *, teacher: str | None = None, classes: int = 20, per_class: int = 10,
-           real_per_class: int = 100, seed: int = 0, device: str = "auto") -> Path:
+           real_per_class: int = 100, seed: int = 0, device: str = "auto", allow_incomplete: bool = False) -> Path:
     """``RUN/report/report.html`` (self-contained) and its PNG figures: image grid beside real images, t-SNE of
     teacher features (with ``teacher``), the cards, per-stage time and memory, config, manifest (``d4m report``).
 
@@ -23,11 +23,11 @@ def make_report(run: str | Path | Run, *, teacher: str | None = None, classes: i
     if classes < 1 or per_class < 1 or real_per_class < 1:
         raise ConfigError("--classes, --per-class and --real-per-class must be >= 1")
     return build_report(as_path(run), teacher, classes, per_class, real_per_class, seed=seed,
-                        device=resolve_device(device))
+                        device=resolve_device(device), allow_incomplete=allow_incomplete)
 
 
 def export(run: str | Path | Run, to: str, out: str | Path, *, teacher: str | None = None, device: str = "auto",
-           force: bool = False, **options) -> Path:
+           force: bool = False, allow_incomplete: bool = False, **options) -> Path:
     """Export a run's images (and the teacher's soft labels) in another tool's format (``d4m export --to FMT OUT``).
 
     ``to`` names an exporter of ``d4m.report.export.EXPORTERS``: ``"hf"``, a Hugging Face ``datasets`` dataset
@@ -43,5 +43,5 @@ def export(run: str | Path | Run, to: str, out: str | Path, *, teacher: str | No
     from d4m.report.export import export as export_run
 
     folder, _ = export_run(as_path(run), to, out, teacher=teacher, device=resolve_device(device), force=force,
-                           **options)
+                           allow_incomplete=allow_incomplete, **options)
     return Path(folder)

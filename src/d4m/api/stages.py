@@ -132,7 +132,7 @@ def sweep(run: str | Path | Run, strengths: list[float] | str, *, batch_size: in
         if batch_size:
             cfg.batch_size = batch_size
         validate(cfg)
-        dst.path.mkdir(parents=True, exist_ok=True)
+        dst.dir.claim()
         if not dst.dir.prototypes.is_file():
             try:
                 os.link(src.dir.prototypes, dst.dir.prototypes)
@@ -164,44 +164,47 @@ def resolve_dtype(name: str, device: str):
 
 
 def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, prototypes_from: Path | None = None) -> Run:
-    """Run ``stage`` (distill, prototypes or synthesize) of a resolved configuration into ``run``."""
+    """Run ``stage`` (distill, prototypes or synthesize) of a resolved configuration into ``run``.
+
+    Every check that can run before the work runs first, before an image is decoded or a file written: flags
+    (validated with the config), device, output folder, the dataset listing, the models and their fit.
+    """
     import torch
 
-    from d4m.codec import build_codec
     from d4m.data import DataSpec, open_dataset
+    from d4m.data.datasets import first_readable_size
     from d4m.parallel import resolve_device, topology
     from d4m.prototypes.stage import class_indices, load_prototypes, run_prototypes
     from d4m.runio.atomic import atomic_write_bytes
     from d4m.runio.stagelog import StageTimer
-    from d4m.synthesis.generator import check_model_dir, load_generator
+    from d4m.synthesis.generator import load_models
     from d4m.synthesis.stage import run_synthesis
 
     rd = run.dir
     topo = topology(cfg.device)
     device = resolve_device(cfg.device, topo)
     dtype = resolve_dtype(cfg.dtype, device)
-    if cfg.codec == "model" or (stage != "prototypes" and cfg.generator == "model"):
-        check_model_dir(cfg.model)
-    dataset = None
-    if stage in ("prototypes", "distill"):
-        dataset = open_dataset(cfg.data, "train")
-        class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
-        if cfg.out_size is None:
-            cfg.out_size = DATASET_RESOLUTION.get(DataSpec.parse(cfg.data).kind) or dataset.load(0).size[0]
-    outputs = (rd.images, rd.manifest)
     if stage in ("prototypes", "distill"):
         keys = PROTOTYPE_KEYS + (SYNTHESIS_KEYS if stage == "distill" else ())
-        outputs = (rd.prototypes, rd.parts) + (outputs if stage == "distill" else ())
+        outputs = (rd.prototypes, rd.parts) + rd.synthesis_outputs  # new prototypes invalidate old images
     else:  # synthesis settings may change freely until the first image exists
         keys = (SYNTHESIS_KEYS + ("ipc",)) if rd.images.is_dir() and any(rd.images.iterdir()) else ()
+        outputs = rd.synthesis_outputs
     if prototypes_from is not None:  # a new run dir fed by another run's prototypes: all settings are its own
         keys = PROTOTYPE_KEYS + SYNTHESIS_KEYS + ("ipc",)
+    rd.check(cfg, tuple(k for k in keys if k != "out_size" or cfg.out_size is not None), force)
+    dataset = None
+    if stage in ("prototypes", "distill"):
+        dataset = open_dataset(cfg.data, "train")  # lists the files; no image is read yet
+        class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
+    codec, gen = load_models(cfg, stage, device, dtype)
+    if dataset is not None and cfg.out_size is None:
+        cfg.out_size = DATASET_RESOLUTION.get(DataSpec.parse(cfg.data).kind) or first_readable_size(dataset)
     if topo.is_main:
         rd.prepare(cfg, keys, force, outputs)
         if prototypes_from is not None:
             atomic_write_bytes(rd.prototypes, prototypes_from.read_bytes())
     topo.barrier()
-    codec = build_codec(cfg.codec, cfg.model, device=device, dtype=dtype, posterior=cfg.posterior)
     if stage in ("prototypes", "distill"):
         with StageTimer(rd.log, "prototypes", unit="images", device=device, world=topo.world) as t:
             run_prototypes(cfg, rd, dataset, codec, topo, timer=t)
@@ -209,11 +212,8 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
             log.info("prototypes: %.1f s, %s images/s", t.record["wall_s"], t.record["images_per_s"])
     if stage in ("synthesize", "distill"):
         tensors, meta = load_prototypes(rd.prototypes)
-        gen = None
-        if cfg.generator == "model":
-            gen = load_generator(cfg.model, device=device, dtype=dtype, scheduler=cfg.scheduler)
-            if cfg.compile:
-                gen.unet = torch.compile(gen.unet)
+        if gen is not None and cfg.compile:
+            gen.unet = torch.compile(gen.unet)
         with StageTimer(rd.log, "synthesis", unit="images", device=device, world=topo.world) as t:
             run_synthesis(cfg, rd, tensors["prototypes"].float(), meta["label_texts"], meta["classes"], codec,
                           gen, topo, device, dtype, timer=t, skipped=meta.get("skipped"))

@@ -31,16 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="d4m: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Run one command; a user error is one line on stderr (exit 2), Ctrl-C at any moment exits 130."""
+    verbose = False
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        verbose = args.verbose
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="d4m: %(message)s")
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
     except D4MError as exc:
-        if args.verbose:
+        if verbose:
             raise
         print(f"d4m: error: {exc}", file=sys.stderr)
         return 2

@@ -6,9 +6,14 @@ from d4m import api
 from d4m.errors import ConfigError
 
 
+ALLOW_HELP = ("use a run whose images do not match its manifest (missing, extra or changed files), for "
+              "inspection; without it such a run is refused")
+
+
 def cmd_report(args) -> int:
     page = api.make_report(args.run, teacher=args.teacher, classes=args.classes, per_class=args.per_class,
-                           real_per_class=args.real_per_class, seed=args.seed, device=args.device)
+                           real_per_class=args.real_per_class, seed=args.seed, device=args.device,
+                           allow_incomplete=args.allow_incomplete)
     print(f"report: {page}")
     return 0
 
@@ -24,7 +29,7 @@ def cmd_export(args) -> int:
     elif args.dataset or args.recipe != "paper" or args.label_mode != "M":
         raise ConfigError("--dataset, --recipe and --label-mode apply to --to ddranking only")
     out = api.export(args.run, to=kind, out=target, teacher=args.teacher, device=args.device, force=args.force,
-                     **options)
+                     allow_incomplete=args.allow_incomplete, **options)
     print(f"export: {out} ({_HOW.get(kind, kind)})")
     return 0
 
@@ -38,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--real-per-class", type=int, default=100, help="real images per class in the t-SNE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--allow-incomplete", action="store_true", help=ALLOW_HELP)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="export a run's images (and soft labels): a Hugging Face dataset or DD-Ranking")
@@ -51,5 +57,7 @@ def register(sub) -> None:
     p.add_argument("--label-mode", default="M", choices=("M", "S"), help="ddranking: soft_label_mode in config.yaml "
                    "(M: its teachers relabel each batch; S: labels.pt)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="write into a non-empty DIR")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in DIR (a folder d4m did not "
+                   "make is never written into)")
+    p.add_argument("--allow-incomplete", action="store_true", help=ALLOW_HELP)
     p.set_defaults(func=cmd_export)

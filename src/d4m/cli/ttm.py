@@ -25,6 +25,8 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
     src = p.add_argument_group("distilled images")
     src.add_argument("--run", help="a d4m run directory (uses RUN/images, writes under RUN/)")
     src.add_argument("--images", help="any ImageFolder of distilled images (results under --out)")
+    src.add_argument("--allow-incomplete", action="store_true", help="use a --run whose images do not match its "
+                     "manifest (missing, extra or changed files), for inspection; without it such a run is refused")
     p.add_argument("--teacher", required=True, help="torchvision:NAME | cifar-resnet20:FILE | cifar-resnet56:FILE | "
                    "checkpoint:FILE")
     p.add_argument("--recipe", default="paper", help="paper, locked, ddranking or a YAML file (default: paper)")
@@ -59,7 +61,8 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
 def cmd_relabel(args) -> int:
     meta = api.relabel(args.run, images=args.images, teacher=args.teacher, recipe=args.recipe, epochs=args.epochs,
                        size=args.size, val=args.val, topk=args.topk, label_format=args.label_format, name=args.name,
-                       out=args.out, device=args.device, workers=args.workers)
+                       out=args.out, device=args.device, workers=args.workers,
+                       allow_incomplete=args.allow_incomplete)
     print(f"labels: {meta['path']} ({meta['epochs_stored']} epochs, {meta['bytes']} bytes, "
           f"{meta['bytes_per_image_epoch']} bytes per image-epoch)")
     return 0
@@ -74,7 +77,7 @@ def cmd_evaluate(args) -> int:
         epochs=args.epochs, seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
         size=args.size, val_limit=args.val_limit, batch_size=args.batch_size, eval_every=args.eval_every,
         out=args.out, device=args.device, workers=args.workers, card=args.card, train_data=args.train_data,
-        full_data_acc=args.full_data_acc, command=_command(args))
+        full_data_acc=args.full_data_acc, command=_command(args), allow_incomplete=args.allow_incomplete)
     if args.card:
         print(card_markdown(result, short=True))
         print(f"card: {result['path']}")

@@ -33,8 +33,12 @@ def cifar_names(which: str) -> list[str]:
 
 
 def label_text(name: str) -> str:
-    """The text a prompt uses for a class id such as 'aquarium_fish' -> 'aquarium fish'."""
-    return name.replace("_", " ").strip()
+    """The text a prompt uses for a class id such as 'aquarium_fish' -> 'aquarium fish'.
+
+    A folder name that is not valid UTF-8 (undecodable bytes arrive as surrogates) gets U+FFFD in their place.
+    """
+    name = str(name).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(name.replace("_", " ").split())
 
 
 def display_name(class_id: str, text: str | None) -> str:

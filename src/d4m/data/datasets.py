@@ -77,6 +77,37 @@ class LabeledImages(torch.utils.data.Dataset):
         return [i for i, t in enumerate(self.targets) if t == cls]
 
 
+# Loaders are small classes, not lambdas: a dataset travels to data-loader workers by pickle where processes are
+# spawned (macOS, Windows), and a lambda cannot be pickled.
+class FileImages:
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
+
+    def __call__(self, i: int) -> Image.Image:
+        return load_rgb(self.paths[i])
+
+
+class FilePaths(FileImages):
+    def __call__(self, i: int) -> str:
+        return str(self.paths[i])
+
+
+class ArrayImages:
+    def __init__(self, data: np.ndarray):
+        self.data = data
+
+    def __call__(self, i: int) -> Image.Image:
+        return Image.fromarray(self.data[i])
+
+
+class ItemNames:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def __call__(self, i: int) -> str:
+        return f"{self.prefix}[{i}]"
+
+
 def open_dataset(spec: str | DataSpec, split: str = "train", transform=None, download: bool = True) -> LabeledImages:
     """Open the ``split`` ('train' or 'val') of the dataset named by ``spec``."""
     spec = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
@@ -88,7 +119,7 @@ def open_dataset(spec: str | DataSpec, split: str = "train", transform=None, dow
         ds = _tiny_imagenet(spec.root, split)
     elif spec.kind == "imagenet":
         sub = spec.root / ("train" if split == "train" else "val")
-        ds = _folder(sub, f"imagenet:{sub}", texts=lambda wnids: imagenet_label_texts(wnids))
+        ds = _folder(sub, f"imagenet:{sub}", texts=imagenet_label_texts)
     elif spec.kind == "hf":
         from d4m.data.hf import open_hf
 
@@ -97,6 +128,16 @@ def open_dataset(spec: str | DataSpec, split: str = "train", transform=None, dow
         ds = _folder(spec.root, f"folder:{spec.root}")
     ds.transform = transform
     return ds
+
+
+def first_readable_size(dataset: LabeledImages, tries: int = 1000) -> int:
+    """The width of the dataset's first image that decodes (a corrupt first file is skipped, as encoding skips it)."""
+    for i in range(min(len(dataset), tries)):
+        try:
+            return dataset.load(i).size[0]
+        except CorruptImage:
+            continue
+    raise DataError(f"{dataset.name}: none of its first {min(len(dataset), tries)} images can be decoded")
 
 
 def _files_of(path: Path) -> list[Path]:
@@ -122,7 +163,7 @@ def _folder(root: Path, name: str, texts: Callable[[list[str]], list[str]] | Non
     if not paths:
         raise DataError(f"{root}: no image files in its class folders")
     label_texts = texts(classes) if texts else [label_text(c) for c in classes]
-    return LabeledImages(name, classes, label_texts, targets, lambda i: load_rgb(paths[i]), lambda i: str(paths[i]))
+    return LabeledImages(name, classes, label_texts, targets, FileImages(paths), FilePaths(paths))
 
 
 def _cifar(spec: DataSpec, split: str, download: bool) -> LabeledImages:
@@ -144,7 +185,7 @@ def _cifar(spec: DataSpec, split: str, download: bool) -> LabeledImages:
         raise DataError(f"{spec.root}: {spec.kind} meta lists classes {ds.classes[:3]}..., expected {expected[:3]}...")
     data: np.ndarray = ds.data
     return LabeledImages(f"{spec}/{split}", expected, [label_text(c) for c in expected], ds.targets,
-                         lambda i: Image.fromarray(data[i]), lambda i: f"{spec}[{split}][{i}]")
+                         ArrayImages(data), ItemNames(f"{spec}[{split}]"))
 
 
 def _tiny_imagenet(root: Path, split: str) -> LabeledImages:
@@ -179,7 +220,7 @@ def _tiny_imagenet(root: Path, split: str) -> LabeledImages:
     if not paths:
         raise DataError(f"{root}: no Tiny-ImageNet {split} images found")
     return LabeledImages(f"tiny-imagenet:{root}/{split}", wnids, texts, targets,
-                         lambda i: load_rgb(paths[i]), lambda i: str(paths[i]))
+                         FileImages(paths), FilePaths(paths))
 
 
-__all__ = ["DataSpec", "LabeledImages", "open_dataset", "CorruptImage", "KINDS"]
+__all__ = ["DataSpec", "LabeledImages", "open_dataset", "first_readable_size", "CorruptImage", "KINDS"]

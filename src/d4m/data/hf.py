@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from d4m.data.classnames import label_text
-from d4m.data.datasets import LabeledImages
-from d4m.data.images import CorruptImage, to_rgb
+from d4m.data.datasets import ItemNames, LabeledImages
+from d4m.data.images import CorruptImage, load_rgb
 from d4m.errors import ConfigError, DataError
 
 VAL_SPLITS = ("validation", "valid", "val", "test")
@@ -118,17 +118,19 @@ def open_hf(value: str, role: str) -> LabeledImages:
         raise DataError(f"{name}: column {label!r} has unlabelled rows (-1); d4m needs a class for every image")
     raw = ds.select_columns([image]).cast_column(image, datasets.Image(decode=False))
 
-    def load(i: int):
-        from PIL import Image, UnidentifiedImageError
+    return LabeledImages(name, classes, [label_text(c) for c in classes], targets.tolist(),
+                         HFImages(raw, image, name), ItemNames(f"{name}[{ds.split or split or role}]"))
 
-        cell = raw[int(i)][image]
-        try:
-            src = io.BytesIO(cell["bytes"]) if cell.get("bytes") else cell["path"]
-            with Image.open(src) as img:
-                img.load()
-                return to_rgb(img)
-        except (OSError, UnidentifiedImageError, ValueError, TypeError) as exc:
-            raise CorruptImage(f"{name}[{i}]: cannot decode image ({exc.__class__.__name__}: {exc})") from None
 
-    return LabeledImages(name, classes, [label_text(c) for c in classes], targets.tolist(), load,
-                         lambda i: f"{name}[{ds.split or split or role}][{i}]")
+class HFImages:
+    """Item i of a datasets column of undecoded images, decoded like a file (picklable for spawned workers)."""
+
+    def __init__(self, raw, column: str, name: str):
+        self.raw, self.column, self.name = raw, column, name
+
+    def __call__(self, i: int):
+        cell = self.raw[int(i)][self.column]
+        if not isinstance(cell, dict) or not (cell.get("bytes") or cell.get("path")):
+            raise CorruptImage(f"{self.name}[{i}]: cannot decode image (an empty cell)")
+        src = io.BytesIO(cell["bytes"]) if cell.get("bytes") else cell["path"]
+        return load_rgb(src, f"{self.name}[{i}]")

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from d4m.errors import DataError
 
@@ -31,16 +31,25 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Open and fully decode ``path`` as RGB; raise CorruptImage naming the file if it cannot be read."""
+def load_rgb(path, where: str | None = None) -> Image.Image:
+    """Open and fully decode ``path`` (a file name or a binary file object) as RGB; raise CorruptImage naming
+    ``where`` (default: the path) if it cannot or must not be read.
+
+    "Must not": a header declaring more than PIL's ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb) is refused
+    before any pixel is decoded. Any failure inside the decoder, whatever its type, is the file's fault.
+    """
+    where = where or str(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
                 return to_rgb(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise CorruptImage(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise CorruptImage(f"{where}: cannot decode image (refused: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, struct.error, EOFError, ...
+        raise CorruptImage(f"{where}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
 
 
 def is_image_file(path: Path) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from d4m.data import DataSpec
 from d4m.runio import atomic_write_text, sha256_file
+from d4m.runio.rundir import RunDir
 
 
 def cache_root() -> Path:
@@ -54,6 +55,9 @@ def baseline_dir(job, train_data: str, ipc: int, size: int, subset_seed: int = 0
     text = json.dumps(key, sort_keys=True, indent=2)
     out = cache_root() / "card-random" / f"ipc{ipc}-{size}px-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
     out.mkdir(parents=True, exist_ok=True)
+    marker = RunDir(out).marker
+    if not marker.is_file():  # d4m's own cache folder: mark it as a run directory before anything else is in it
+        atomic_write_text(marker, "d4m run directory (the card's random-baseline cache)\n")
     if not (out / "key.json").is_file():
         atomic_write_text(out / "key.json", text + "\n")
     return out

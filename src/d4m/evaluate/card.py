@@ -21,6 +21,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from d4m.data.datasets import first_readable_size
 from d4m.errors import ConfigError
 from d4m.evaluate.baseline_cache import baseline_dir, cached_summary
 from d4m.evaluate.run import EvalJob, open_images, run_evaluation
@@ -87,7 +88,7 @@ def baseline_plan(job: EvalJob, train_data: str) -> tuple[Path, int, int]:
     """
     images = open_images(job.images)
     ipc = max(Counter(images.targets).values())
-    out_size = images.load(0).size[0]
+    out_size = first_readable_size(images)
     return baseline_dir(job, train_data, ipc, out_size, subset_seed=0), ipc, out_size
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from d4m.checks import whole
 from d4m.data import open_dataset
 from d4m.errors import ConfigError
 from d4m.evaluate.val import ValSet, default_image_size
@@ -50,6 +51,15 @@ class EvalJob:
     command: str = ""
     extra: dict = field(default_factory=dict)
     topo: Topology = field(default_factory=Topology)  # several processes: relabel epochs and seeds are shared out
+
+    def __post_init__(self):
+        whole("--seeds", self.seeds, 1)
+        whole("--workers", self.workers, 0)
+        whole("--topk", self.topk, 0)
+        whole("--batch-size", self.physical_batch, 0)
+        whole("--eval-every", self.eval_every, 1)
+        whole("--val-limit", self.val_limit, 1, optional=True)
+        whole("--size", self.size, 8, optional=True)
 
 
 def label_set_name(teacher_arch: str, recipe: Recipe, fmt: str, k: int) -> str:
@@ -87,9 +97,10 @@ def run_evaluation(job: EvalJob) -> dict:
         job = hard_job(job)
     images = open_images(job.images)
     size = default_image_size(job.val, job.size)
-    teacher = load_teacher(job.teacher, classes=images.classes)
+    teacher = load_teacher(job.teacher, classes=images.classes, data="the distilled images")
     val = ValSet(job.val, size, limit=job.val_limit, workers=job.workers)
-    val_columns = class_columns(images.classes, val.classes, f"--val {job.val}")
+    val_columns = class_columns(images.classes, val.classes, f"--val {job.val}", data="the val set",
+                                model="the distilled images")
     if val_columns is not None:
         raise ConfigError(f"--val {job.val}: {len(val.classes)} classes, the distilled images have "
                           f"{len(images.classes)}; use `d4m subset` for a class subset")

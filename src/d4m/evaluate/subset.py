@@ -62,6 +62,7 @@ def make_subset(run: Path, wnid_source: str, out: Path, copy: bool = False) -> d
         raise ConfigError(f"--run {run}: no images/ folder (not a d4m run)")
     if (out / "images").exists():
         raise ConfigError(f"--out {out}: already has images/; choose a new folder")
+    RunDir(out).claim("--out")  # a non-empty folder d4m did not make is refused
     folders = sorted(p for p in images.iterdir() if p.is_dir() and not p.name.startswith("."))
     manifest = RunDir(run).rows()
     wnids = folder_wnids(run, folders, manifest)

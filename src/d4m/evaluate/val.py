@@ -6,6 +6,7 @@ import torch
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from d4m.checks import whole
 from d4m.data import DataSpec, open_dataset
 from d4m.errors import ConfigError
 from d4m.seeding import derive_seed
@@ -23,8 +24,9 @@ def default_image_size(val_spec: str, size: int | None = None) -> int:
     spec = DataSpec.parse(val_spec)
     if spec.kind in DEFAULT_SIZE:
         return DEFAULT_SIZE[spec.kind]
-    first = open_dataset(spec, "train").load(0)  # a folder spec has no split: its images are the val set
-    return int(min(first.size))
+    from d4m.data.datasets import first_readable_size
+
+    return int(first_readable_size(open_dataset(spec, "train")))  # a folder spec has no split: all is val
 
 
 def val_transform(kind: str, size: int):
@@ -37,6 +39,8 @@ class ValSet:
     """Validation images (uint8, cached in memory when small) with targets; ``limit`` picks a seeded subset."""
 
     def __init__(self, val_spec: str, size: int, limit: int | None = None, workers: int = 0, seed: int = 0):
+        whole("--limit", limit, 1, optional=True)
+        whole("--workers", workers, 0)
         spec = DataSpec.parse(val_spec)
         split = "train" if spec.kind == "folder" else "val"
         self.dataset = open_dataset(spec, split, transform=val_transform(spec.kind, size))

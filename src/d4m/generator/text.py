@@ -202,16 +202,14 @@ class EmbeddingTable:
     def generator(self, model: str | Path, device="cpu", dtype=torch.float32, scheduler: str | None = None) -> Generator:
         """A model folder's UNet, scheduler and d4m.json with these embeddings as its text encoder (no text_encoder/
         needed): what ``sample_to_folder`` and synthesis take in place of ``load_generator``'s result."""
-        import json
-
         from diffusers import UNet2DConditionModel
 
-        from d4m.synthesis.generator import _load, load_scheduler
+        from d4m.synthesis.generator import load_scheduler, model_info
 
         model = str(model)
-        unet = _load("the UNet", UNet2DConditionModel.from_pretrained, model, "unet", torch_dtype=dtype)
-        info_path = Path(model).expanduser() / "d4m.json"
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        unet = load_component(UNet2DConditionModel.from_pretrained, model, "unet", "UNet", library="diffusers",
+                              torch_dtype=dtype)
+        info = model_info(model)
         encoder, tokenizer = self.generator_parts()
         for m in (unet, encoder):
             m.to(device).eval().requires_grad_(False)

@@ -17,11 +17,13 @@ from tqdm.auto import tqdm
 
 from d4m.config import DistillConfig, merge, validate
 from d4m.data import DataSpec, open_dataset
+from d4m.data.datasets import first_readable_size
 from d4m.errors import ConfigError
 from d4m.evaluate.val import DEFAULT_SIZE
 from d4m.methods.select import herding, kcenter_greedy, random_subset
-from d4m.runio import StageTimer, atomic_save_png, atomic_write_text, sha256_file
-from d4m.runio.rundir import RunDir, class_folder, image_name, read_run  # noqa: F401 (read_run: moved)
+from d4m.runio import StageTimer, atomic_save_png, atomic_write_text
+from d4m.runio.rundir import RunDir, class_folder, image_name
+from d4m.runio.verify import read_run  # noqa: F401 (read_run: moved)
 from d4m.seeding import cpu_generator
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,7 @@ def _square(img: Image.Image, size: int) -> Image.Image:
 
 
 def _manifest(run: RunDir, rows: list[dict]) -> None:
-    for r in rows:
-        r["sha256"] = sha256_file(run.path / r["file"])
+    """Each row carries the sha256 that atomic_save_png returned: the hash of the bytes written."""
     atomic_write_text(run.manifest, "".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -71,7 +72,7 @@ def select_run(cfg: DistillConfig, method: str, features: str = "codec", teacher
     dataset = open_dataset(cfg.data, "train")
     if cfg.out_size is None:
         kind = DataSpec.parse(cfg.data).kind
-        cfg.out_size = DEFAULT_SIZE.get(kind) or dataset.load(0).size[0]
+        cfg.out_size = DEFAULT_SIZE.get(kind) or first_readable_size(dataset)
     cfg.generator = "none"
     cfg.extras = {"method": method, "features": None if method == "random" else features,
                   "teacher": teacher_spec if method != "random" and features == "teacher" else None}
@@ -89,7 +90,7 @@ def select_run(cfg: DistillConfig, method: str, features: str = "codec", teacher
     if method != "random" and features == "teacher":
         from d4m.models import load_teacher
 
-        teacher = load_teacher(teacher_spec, classes=dataset.classes).to(device)
+        teacher = load_teacher(teacher_spec, classes=dataset.classes, data="the training data").to(device)
     per_class = class_indices(dataset, cfg)  # seeded order, at most --max-per-class candidates
     rows = []
     with StageTimer(run.log, f"select-{method}", unit="images", features=cfg.extras["features"]) as timer:
@@ -104,10 +105,10 @@ def select_run(cfg: DistillConfig, method: str, features: str = "codec", teacher
             folder = class_folder(c, dataset.classes[c], len(dataset.classes))
             for j, p in enumerate(picks):
                 rel = f"images/{folder}/{image_name(j, cfg.ipc)}"
-                atomic_save_png(run.path / rel, _square(dataset.load(idx[p]), cfg.out_size))
+                digest = atomic_save_png(run.path / rel, _square(dataset.load(idx[p]), cfg.out_size))
                 rows.append({"file": rel, "class_index": c, "class_name": dataset.classes[c], "method": method,
                              "features": cfg.extras["features"], "rank": j, "source": dataset.describe(idx[p]),
-                             "source_index": idx[p], "seed": cfg.seed})
+                             "source_index": idx[p], "seed": cfg.seed, "sha256": digest})
             timer.items += len(picks)
         _manifest(run, rows)
     log.info("%s: %d images in %s", method, len(rows), run.images)
@@ -128,17 +129,18 @@ def validate_select(cfg: DistillConfig) -> None:
 
 
 def stm_run(source: str | Path, teacher_spec: str, out: str | Path, iterations: int, lr: float, bn_weight: float,
-            batch_size: int = 100, seed: int = 0, device: str = "cpu", force: bool = False) -> RunDir:
+            batch_size: int = 100, seed: int = 0, device: str = "cpu", force: bool = False,
+            allow_incomplete: bool = False) -> RunDir:
     """Optimise every image of run ``source`` for ``iterations`` Adam steps; write the results as run ``out``."""
     from d4m.evaluate.run import open_images
     from d4m.methods.stm import recover
     from d4m.models import load_teacher
 
-    src, src_cfg, src_rows = read_run(source)
+    src, src_cfg, src_rows = read_run(source, allow_incomplete)
     if iterations < 1 or lr <= 0 or batch_size < 1:
         raise ConfigError("--iterations and --batch-size must be >= 1 and --lr > 0")
     images = open_images(src.images)
-    teacher = load_teacher(teacher_spec, classes=images.classes).to(device)
+    teacher = load_teacher(teacher_spec, classes=images.classes, data="the distilled images").to(device)
     dst = RunDir(out)
     if dst.path.resolve() == src.path.resolve():
         raise ConfigError(f"--out {out}: must differ from --run")
@@ -168,11 +170,11 @@ def stm_run(source: str | Path, teacher_spec: str, out: str | Path, iterations: 
             for i, img in zip(batch, out_x):
                 rel = files[i].relative_to(src.path).as_posix()
                 arr = (img.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype("uint8")
-                atomic_save_png(dst.path / rel, Image.fromarray(arr))
+                digest = atomic_save_png(dst.path / rel, Image.fromarray(arr))
                 rows.append({**by_file.get(rel, {"file": rel, "class_index": images.targets[i],
                                                  "class_name": images.classes[images.targets[i]]}),
                              "method": "stm", "stm_source": str(src.path / rel), "stm_batch": b,
-                             "stm_ce": trace["ce"], "stm_bn": trace["bn"]})
+                             "stm_ce": trace["ce"], "stm_bn": trace["bn"], "sha256": digest})
             timer.items += len(batch)
         bar.close()
         rows.sort(key=lambda r: r["file"])

@@ -49,24 +49,27 @@ def same_class(a: str, b: str) -> bool:
     return bool(aliases(a) & aliases(b))
 
 
-def class_columns(teacher_classes: list[str], data_classes: list[str], teacher: str = "teacher") -> list[int] | None:
+def class_columns(teacher_classes: list[str], data_classes: list[str], teacher: str = "teacher",
+                  data: str = "the data", model: str = "the teacher") -> list[int] | None:
     """Teacher output columns for the data's classes in data order; None when they are the same order.
 
     Same length: the orders must agree position by position. A teacher with more classes (e.g. an ImageNet head on
     a Tiny-ImageNet subset) is reduced to the data's classes when each one is found. Raises ModelError naming the
-    first mismatch.
+    first mismatch; ``teacher`` prefixes the message, ``model`` and ``data`` name the two sides (e.g. "the
+    distilled images" and "the val set"), so the message says which one is wrong.
     """
     if len(teacher_classes) == len(data_classes):
         for i, (t, d) in enumerate(zip(teacher_classes, data_classes)):
             if not same_class(t, d):
-                raise ModelError(f"{teacher}: class order mismatch at index {i}: teacher has {t!r}, data has {d!r}")
+                raise ModelError(f"{teacher}: class order mismatch at index {i}: {model} has {t!r}, {data} has "
+                                 f"{d!r}")
         return None
     columns = []
     for i, d in enumerate(data_classes):
         hits = [j for j, t in enumerate(teacher_classes) if same_class(t, d)]
         if len(hits) != 1:
             what = "not found" if not hits else "ambiguous"
-            raise ModelError(f"{teacher}: data class {i} {d!r} {what} among the teacher's "
-                             f"{len(teacher_classes)} classes (data has {len(data_classes)})")
+            raise ModelError(f"{teacher}: class {i} {d!r} of {data} {what} among the {len(teacher_classes)} classes "
+                             f"of {model} ({data} has {len(data_classes)})")
         columns.append(hits[0])
     return columns

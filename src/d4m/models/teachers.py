@@ -18,7 +18,7 @@ from torch import nn
 
 from d4m.errors import ModelError
 from d4m.models.classes import class_columns
-from d4m.models.registry import IMAGENET_MEAN, IMAGENET_STD, Normalized, create_model
+from d4m.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, Normalized, create_model
 from d4m.runio import atomic_write_bytes
 
 TEACHER_KINDS = ("torchvision", "cifar-resnet20", "cifar-resnet56", "checkpoint")
@@ -61,8 +61,9 @@ class Teacher:
         return len(self.columns) if self.columns is not None else len(self.classes)
 
 
-def load_teacher(spec: str, classes: list[str] | None = None) -> Teacher:
-    """Load the teacher named by ``spec``; with ``classes`` (the data's), check the class order (ModelError)."""
+def load_teacher(spec: str, classes: list[str] | None = None, data: str = "the data") -> Teacher:
+    """Load the teacher named by ``spec``; with ``classes`` (the data's, which ``data`` names in messages, e.g.
+    "the distilled images"), check the class order (ModelError)."""
     kind, sep, value = str(spec).partition(":")
     if not sep or kind not in TEACHER_KINDS or not value:
         raise ModelError(f"--teacher {spec!r}: expected KIND:VALUE with KIND one of {', '.join(TEACHER_KINDS)}")
@@ -73,7 +74,7 @@ def load_teacher(spec: str, classes: list[str] | None = None) -> Teacher:
     else:
         teacher = _cifar_teacher(spec, kind, Path(value).expanduser())
     if classes is not None:
-        teacher.columns = class_columns(teacher.classes, list(classes), f"--teacher {spec}")
+        teacher.columns = class_columns(teacher.classes, list(classes), f"--teacher {spec}", data=data)
     return teacher
 
 
@@ -146,7 +147,13 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
         raise ModelError(f"{path}: not a safetensors checkpoint ({str(exc)[:160]})") from None
     if raw is None:
         raise ModelError(f"{path}: safetensors file without d4m metadata (arch, classes); not a d4m checkpoint")
-    return state, json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: its d4m metadata is not a JSON object; not a d4m checkpoint")
+    return state, meta
 
 
 def _checkpoint_teacher(spec: str, path: Path) -> Teacher:
@@ -154,6 +161,18 @@ def _checkpoint_teacher(spec: str, path: Path) -> Teacher:
     for key in ("arch", "classes", "image_size"):
         if key not in meta:
             raise ModelError(f"{path}: d4m metadata lacks {key!r}")
+    kinds = {"arch": str, "classes": list, "image_size": int}
+    for key, kind in kinds.items():
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise ModelError(f"{path}: d4m metadata {key!r} must be {kind.__name__}, got {meta[key]!r:.60}")
+    if not meta["classes"] or not all(isinstance(c, str) for c in meta["classes"]) or meta["image_size"] < 8:
+        raise ModelError(f"{path}: d4m metadata needs a non-empty list of class names and an image_size >= 8")
+    for key in ("mean", "std"):
+        value = meta.get(key, [0.0] * 3)
+        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
+            raise ModelError(f"{path}: d4m metadata {key!r} must be 3 numbers")
+    if meta["arch"] not in MODELS:
+        raise ModelError(f"{path}: d4m metadata names an unknown architecture {meta['arch']!r:.60}")
     net = create_model(meta["arch"], len(meta["classes"]), meta["image_size"])
     try:
         net.load_state_dict(state)

@@ -18,7 +18,7 @@ from d4m.config import DistillConfig
 from d4m.data.datasets import LabeledImages
 from d4m.errors import DataError
 from d4m.parallel import Topology
-from d4m.prototypes.encode import class_latents, rebatch
+from d4m.prototypes.encode import EncodePool, class_latents, rebatch
 from d4m.prototypes.kmeans import OnlineKMeans, kmeans_plus_plus, lloyd_accumulate, lloyd_update
 from d4m.runio.rundir import RunDir
 from d4m.runio.tensors import load_tensors, save_tensors
@@ -58,14 +58,14 @@ def class_indices(dataset: LabeledImages, cfg: DistillConfig) -> list[list[int]]
 
 
 def cluster_class(dataset: LabeledImages, indices: list[int], codec: Codec, cfg: DistillConfig, c: int,
-                  cache_bytes: int = CACHE_BYTES) -> ClassResult:
+                  cache_bytes: int = CACHE_BYTES, pool: EncodePool | None = None) -> ClassResult:
     skipped: list[str] = []
     k = min(cfg.ipc, len(indices))
 
     def stream():
         return class_latents(dataset, indices, codec, class_index=c, seed=cfg.seed, size=cfg.size,
                              batch_size=cfg.encode_batch_size, workers=cfg.workers, strict=cfg.strict,
-                             skipped=skipped if not skipped_done else [])
+                             skipped=skipped if not skipped_done else [], pool=pool)
 
     skipped_done = False
     gen = cpu_generator(cfg.seed, "kmeans", c)
@@ -128,8 +128,9 @@ def run_prototypes(cfg: DistillConfig, run: RunDir, dataset: LabeledImages, code
     per_class = class_indices(dataset, cfg)
     latent_shape = (codec.latent_channels, cfg.size // codec.downsample, cfg.size // codec.downsample)
     todo = [c for c in topo.mine(list(range(len(per_class)))) if not _part_path(run, c).is_file()]
+    pool = EncodePool(dataset, cfg.size, cfg.encode_batch_size, cfg.workers) if todo else None  # one for all classes
     for c in tqdm(todo, desc=f"prototypes (rank {topo.rank})" if topo.world > 1 else "prototypes", unit="class"):
-        res = cluster_class(dataset, per_class[c], codec, cfg, c)
+        res = cluster_class(dataset, per_class[c], codec, cfg, c, pool=pool)
         centres = res.centres.float().reshape(-1, *latent_shape)
         counts = res.counts.to(torch.int64)
         if centres.shape[0] < cfg.ipc:  # --allow-short: reuse the class's prototypes cyclically
@@ -168,4 +169,12 @@ def load_prototypes(path) -> tuple[dict, dict]:
     """(tensors, metadata) of a prototypes.safetensors file."""
     if not path.is_file():
         raise DataError(f"{path}: no prototypes (run `d4m prototypes` first)")
-    return load_tensors(path)
+    tensors, meta = load_tensors(path)
+    protos = tensors.get("prototypes")
+    n = protos.shape[0] if protos is not None and protos.dim() == 5 else None
+    for key in ("classes", "label_texts"):
+        value = meta.get(key)
+        if n is None or not isinstance(value, list) or len(value) != n or not all(isinstance(v, str) for v in value):
+            raise DataError(f"{path}: not a d4m prototypes file (needs a [classes, IPC, C, H, W] 'prototypes' "
+                            f"tensor and {key!r} naming each class); rerun `d4m prototypes`")
+    return tensors, meta

@@ -26,7 +26,8 @@ from d4m.models.classes import normalise, same_class
 from d4m.report import html
 from d4m.report.figures import image_grid, tsne_embedding, tsne_figure
 from d4m.runio import StageTimer, atomic_write_text
-from d4m.runio.rundir import read_jsonl, read_run
+from d4m.runio.rundir import read_jsonl
+from d4m.runio.verify import read_run
 from d4m.seeding import cpu_generator
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def tsne_panel(teacher_spec, images, shown, real, data, out: Path, real_per_clas
     from d4m.methods.features import teacher_features
     from d4m.models import load_teacher
 
-    teacher = load_teacher(teacher_spec, classes=images.classes).to(device)
+    teacher = load_teacher(teacher_spec, classes=images.classes, data="the distilled images").to(device)
     size = teacher.input_size
     batch, labels, syn = [], [], []
     for r, c in enumerate(tqdm(shown, desc="t-SNE features", unit="class")):
@@ -111,7 +112,7 @@ def tsne_panel(teacher_spec, images, shown, real, data, out: Path, real_per_clas
 def stage_rows(log_path: Path) -> list[dict]:
     keys = ("stage", "wall_s", "images", "images_per_s", "image_epochs", "cpu_peak_rss_mb", "cuda_peak_alloc_mb",
             "world", "time")
-    return [{k: rec.get(k) for k in keys} for rec in read_jsonl(log_path)]
+    return [{k: rec.get(k) for k in keys} for rec in read_jsonl(log_path, strict=False)]
 
 
 def manifest_summary(rows: list[dict], cfg: dict) -> dict:
@@ -130,8 +131,9 @@ def manifest_summary(rows: list[dict], cfg: dict) -> dict:
 
 
 def build_report(run_path, teacher: str | None = None, max_classes: int = 20, per_class: int = 10,
-                 real_per_class: int = 100, tsne_classes: int = 10, seed: int = 0, device: str = "cpu") -> Path:
-    run, cfg, rows = read_run(run_path)
+                 real_per_class: int = 100, tsne_classes: int = 10, seed: int = 0, device: str = "cpu",
+                 allow_incomplete: bool = False) -> Path:
+    run, cfg, rows = read_run(run_path, allow_incomplete)
     out = run.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     images = open_images(run.images)

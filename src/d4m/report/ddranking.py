@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 from d4m.data import DataSpec
 from d4m.errors import ConfigError
 from d4m.evaluate.run import open_images
-from d4m.runio.rundir import read_run
+from d4m.runio.verify import read_run
 from d4m.models import IMAGENET_MEAN, IMAGENET_STD
 from d4m.runio import StageTimer, atomic_write_text
+from d4m.runio.rundir import RunDir
 
 # ddranking/utils/data.py get_dataset: the normalisation of each dataset it knows (CIFAR-100 uses CIFAR-10's values)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -112,7 +113,7 @@ def _header(run, recipe, teacher) -> str:
 @torch.no_grad()
 def export_ddranking(run_path, out: str | Path, teacher: str | None = None, device: str = "cpu",
                      force: bool = False, dataset: str | None = None, recipe: str = "paper",
-                     mode: str = "M", batch_size: int = 256) -> tuple[Path, int]:
+                     mode: str = "M", batch_size: int = 256, allow_incomplete: bool = False) -> tuple[Path, int]:
     """Write ``OUT/{images/, images.pt, labels.pt, lr.pt, config.yaml}`` for DD-Ranking; return (OUT, images).
 
     Example::
@@ -127,17 +128,14 @@ def export_ddranking(run_path, out: str | Path, teacher: str | None = None, devi
         raise ConfigError(f"--label-mode {mode!r}: DD-Ranking's soft-label modes are M and S")
     if mode == "S" and not teacher:
         raise ConfigError("--to ddranking with soft_label_mode S needs --teacher (labels.pt)")
-    run, cfg, _ = read_run(run_path)
+    run, cfg, _ = read_run(run_path, allow_incomplete)
     name = ddranking_dataset(cfg, dataset)
     rec = load_recipe(recipe)
     out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--to ddranking {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(f"--to ddranking {out}: not empty; choose a new folder or give --force")
+    RunDir(out).claim_output("--to ddranking", force)  # a folder d4m did not make is refused whatever the flags
     images = open_images(run.images)
     order, ipc = class_major(images.targets)
-    net = load_teacher(teacher, classes=images.classes).to(device) if teacher else None
+    net = load_teacher(teacher, classes=images.classes, data="the distilled images").to(device) if teacher else None
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in DATASETS[name])
     out.mkdir(parents=True, exist_ok=True)
     folder = out / "images"

@@ -20,18 +20,19 @@ from d4m.errors import ConfigError
 from d4m.evaluate.run import open_images
 from d4m.models.classes import normalise
 from d4m.runio import StageTimer
-from d4m.runio.rundir import read_run
+from d4m.runio.rundir import RunDir
+from d4m.runio.verify import read_run
 
 
-def export_hf(run_path, out: str | Path, teacher: str | None = None, device: str = "cpu", force: bool = False):
+def export_hf(run_path, out: str | Path, teacher: str | None = None, device: str = "cpu", force: bool = False,
+              allow_incomplete: bool = False):
     try:
         import datasets
     except ImportError:
         raise ConfigError("--to hf needs the 'datasets' package: pip install 'd4m[export]'") from None
-    run, cfg, _ = read_run(run_path)
+    run, cfg, _ = read_run(run_path, allow_incomplete)
     out = Path(out).expanduser()
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ConfigError(f"--to hf {out}: not empty; choose a new folder or give --force")
+    RunDir(out).claim_output("--to hf", force)  # a folder d4m did not make is refused whatever the flags
     images = open_images(run.images)
     names = [normalise(c).replace(" ", "_") for c in images.classes]
     files = [Path(images.describe(i)) for i in range(len(images))]
@@ -59,7 +60,7 @@ def _teacher_logits(spec: str, images, device: str) -> list[list[float]]:
 
     from d4m.models import load_teacher
 
-    teacher = load_teacher(spec, classes=images.classes).to(device)
+    teacher = load_teacher(spec, classes=images.classes, data="the distilled images").to(device)
     out = []
     for i in tqdm(range(len(images)), desc="soft labels", unit="img"):
         x = TF.to_dtype(TF.pil_to_tensor(images.load(i)), torch.float32, scale=True)[None].to(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import unicodedata
@@ -13,14 +14,14 @@ import yaml
 from d4m.config import DistillConfig, differing, dump
 from d4m.errors import ConfigError, D4MError
 from d4m.runio.atomic import atomic_write_text
+from d4m.runio.textfiles import read_json, read_jsonl, read_text  # noqa: F401 (re-exported)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file (manifest.jsonl, log.jsonl); [] when the file does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+MARKER = ".d4m-run"  # written into every run directory d4m creates: --force only ever deletes inside these
+
+
+def _is_empty(path: Path) -> bool:
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
 class RunDir:
@@ -30,9 +31,17 @@ class RunDir:
     config = property(lambda self: self.path / "config.yaml")
     prototypes = property(lambda self: self.path / "prototypes.safetensors")
     parts = property(lambda self: self.path / "work" / "prototypes")
+    journal = property(lambda self: self.path / "work" / "synthesis")
     images = property(lambda self: self.path / "images")
     manifest = property(lambda self: self.path / "manifest.jsonl")
     log = property(lambda self: self.path / "log.jsonl")
+    marker = property(lambda self: self.path / MARKER)
+
+    @property
+    def synthesis_outputs(self) -> tuple[Path, ...]:
+        """The images and everything made from them: new images (or prototypes) make all of these stale."""
+        return (self.images, self.manifest, self.journal, self.path / "labels", self.path / "eval",
+                self.path / "report")
 
     def rows(self) -> list[dict]:
         """The manifest's rows, one per image ([] before any image is written)."""
@@ -42,41 +51,107 @@ class RunDir:
         if not self.config.is_file():
             return None
         try:
-            return yaml.safe_load(self.config.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(read_text(self.config, "config.yaml")) or {}
         except yaml.YAMLError:
             raise ConfigError(f"{self.config}: not valid YAML") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.config}: expected a mapping of keys to values")
+        return data
+
+    def made_by_d4m(self) -> bool:
+        """The folder carries d4m's marker (or, from before markers, a config.yaml listing every d4m setting)."""
+        if self.marker.is_file():
+            return True
+        try:
+            old = self.read_config()
+        except D4MError:
+            return False
+        return old is not None and set(DistillConfig.__dataclass_fields__) <= set(old)
+
+    def check_owner(self, flag: str = "--out") -> None:
+        """Refuse a folder d4m did not make (whatever the flags): d4m writes only into its own or empty folders."""
+        if self.path.exists() and not self.path.is_dir():
+            raise D4MError(f"{flag} {self.path}: exists and is not a directory")
+        parent = self.path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise D4MError(f"{flag} {self.path}: cannot create run directory ({parent} is not a directory)")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise D4MError(f"{flag} {self.path}: cannot create run directory ({parent} is not writable)")
+        if not _is_empty(self.path) and not self.made_by_d4m():
+            raise D4MError(f"{flag} {self.path}: this folder was not made by d4m (no {MARKER} file) and is not "
+                           "empty; d4m writes only into a new or empty folder or its own run directory, so "
+                           "choose another")
+
+    def claim(self, flag: str = "--out") -> None:
+        """Create the run directory (or adopt d4m's own), writing the marker; see ``check_owner``."""
+        self.check_owner(flag)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise D4MError(f"{flag} {self.path}: cannot create run directory ({exc.strerror})") from None
+        if not self.marker.is_file():
+            atomic_write_text(self.marker, "d4m run directory: `--force` may delete d4m's outputs in here\n")
+
+    def claim_output(self, flag: str, force: bool) -> None:
+        """An output folder (an export): a foreign folder is refused whatever the flags; d4m's own non-empty one
+        only with ``force``."""
+        self.check_owner(flag)
+        if self.path.is_dir() and any(p.name != MARKER for p in self.path.iterdir()) and not force:
+            raise ConfigError(f"{flag} {self.path}: holds an earlier export; choose a new folder or give --force "
+                              "to replace it")
+        self.claim(flag)
+
+    def check(self, cfg: DistillConfig, keys: tuple[str, ...], force: bool) -> list[str]:
+        """The keys whose values differ from the folder's config.yaml; refuse a foreign folder, or a different
+        configuration without ``force``. Reads only: safe to call before any work."""
+        self.check_owner()
+        old = self.read_config()
+        if old is None:
+            return []
+        changed = differing(old, cfg, keys)
+        if changed and not force:
+            detail = ", ".join(f"{k}: {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed[:3])
+            raise ConfigError(f"{self.path} was made with another configuration ({detail}); "
+                              "use a new --out, or --force to overwrite")
+        return changed
 
     def prepare(self, cfg: DistillConfig, keys: tuple[str, ...], force: bool, outputs: tuple[Path, ...]) -> None:
         """Create the run directory, or resume it when ``keys`` match; refuse a different config without --force.
 
         With ``force`` the stage's ``outputs`` are removed first (only those: other stages' files are kept).
         """
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise D4MError(f"--out {self.path}: cannot create run directory ({exc.strerror})") from None
-        old = self.read_config()
-        if old is not None:
-            changed = differing(old, cfg, keys)
-            if changed and not force:
-                detail = ", ".join(f"{k}: {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in changed[:3])
-                raise ConfigError(f"{self.path} was made with another configuration ({detail}); "
-                                  "use a new --out, or --force to overwrite")
-            if changed:
-                for p in outputs:
-                    if p.is_dir():
-                        shutil.rmtree(p)
-                    elif p.exists():
-                        p.unlink()
+        changed = self.check(cfg, keys, force)
+        self.claim()
+        if changed:
+            for p in outputs:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                elif p.exists() or p.is_symlink():
+                    p.unlink()
         atomic_write_text(self.config, dump(cfg))
 
+    def record_images(self, rows: list[tuple[str, str]], rank: int = 0) -> None:
+        """Append (file, sha256 of the bytes written) to this process's journal, after the files are in place."""
+        path = self.journal / f"rank{rank}-{os.getpid()}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps({"file": f, "sha256": h}) + "\n" for f, h in rows))
+            fh.flush()
+            os.fsync(fh.fileno())
 
-def read_run(path: str | Path) -> tuple[RunDir, dict, list[dict]]:
-    """(run, config dict, manifest rows) of an existing run with images; ConfigError naming --run otherwise."""
-    run = RunDir(path)
-    if not run.images.is_dir():
-        raise ConfigError(f"--run {path}: no images/ folder (not a d4m run directory)")
-    return run, run.read_config() or {}, run.rows()
+    def written(self) -> dict[str, str]:
+        """file -> sha256 of every image a synthesis recorded (a line cut by a kill is ignored: that image is redone)."""
+        out: dict[str, str] = {}
+        if self.journal.is_dir():
+            for path in sorted(self.journal.glob("*.jsonl")):
+                for row in read_jsonl(path, strict=False):
+                    if isinstance(row.get("file"), str) and isinstance(row.get("sha256"), str):
+                        out[row["file"]] = row["sha256"]
+        if not out and self.manifest.is_file():  # a run finished before journals existed: its manifest records it
+            out = {r["file"]: r["sha256"] for r in self.rows() if "file" in r and "sha256" in r}
+        return out
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")

@@ -34,4 +34,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raw = (fh.metadata() or {}).get(KEY, "{}")
     except (SafetensorError, OSError, ValueError) as exc:
         raise D4MError(f"{path}: cannot read safetensors file ({exc})") from None
-    return tensors, json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise D4MError(f"{path}: its d4m metadata is not a JSON object (a damaged or foreign file)")
+    return tensors, meta

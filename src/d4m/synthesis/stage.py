@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from d4m.codec.base import Codec
 from d4m.config import DistillConfig
 from d4m.data.classnames import render_prompt
-from d4m.errors import ModelError
+from d4m.errors import D4MError, ModelError
 from d4m.parallel import Topology
-from d4m.runio.atomic import atomic_save_png, atomic_write_text, sha256_file
+from d4m.runio.atomic import atomic_save_png, atomic_write_text
 from d4m.runio.rundir import RunDir, class_folder, image_name
 from d4m.seeding import cpu_generator, derive_seed
 from d4m.synthesis.generator import Generator, embed_prompts
@@ -74,7 +74,8 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
     check_channels(codec, gen, prototypes)
     jobs = plan(classes, cfg.ipc, prototypes.shape[1])
     batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
-    todo = [b for b in topo.mine(batches) if not all((run.path / j.path).is_file() for j in b)]
+    done = run.written()  # an image counts as made once its file is in place and its hash is in the journal
+    todo = [b for b in topo.mine(batches) if not all(j.path in done and (run.path / j.path).is_file() for j in b)]
     prompts = [render_prompt(cfg.prompt_template, t) for t in label_texts]
     scale = float(gen.info.get("latent_scale", 1.0)) if gen is not None else 1.0
     cache: dict[int, torch.Tensor] = {}
@@ -97,8 +98,9 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
                                   from_noise=cfg.init == "noise")
                 latents = latents.float() / scale
             images = codec.decode(latents)
-            for j, img in zip(batch, images):
-                atomic_save_png(run.path / j.path, to_pil(img, cfg.out_size))
+            hashes = [(j.path, atomic_save_png(run.path / j.path, to_pil(img, cfg.out_size)))
+                      for j, img in zip(batch, images)]
+            run.record_images(hashes, topo.rank)
             bar.update(len(batch))
             if timer is not None:
                 timer.items += len(batch)
@@ -111,8 +113,14 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
 
 def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, codec: Codec, gen,
                    skipped: list[list[str]] | None = None) -> None:
+    """One line per image; its sha256 is the hash of the bytes synthesis wrote (from the journal), not of the disk."""
     lines = []
     skipped = skipped or [[] for _ in classes]
+    written = run.written()
+    missing = [j.path for j in jobs if j.path not in written]
+    if missing:
+        raise D4MError(f"{run.path}: {len(missing)} images were not recorded as written (first: {missing[0]}); "
+                       "rerun the same command to make them")
     for j in jobs:
         lines.append(json.dumps({
             "file": j.path, "class_index": j.cls, "class_name": classes[j.cls], "prompt": prompts[j.cls],
@@ -122,5 +130,5 @@ def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, cod
             "guidance": cfg.guidance if gen is not None else None, "steps": cfg.steps if gen is not None else None,
             "negative_prompt": cfg.negative_prompt if gen is not None else None,
             "model": gen.source if gen is not None else None, "generator": cfg.generator, "codec": codec.name,
-            "source_files_skipped": len(skipped[j.cls]), "sha256": sha256_file(run.path / j.path)}))
+            "source_files_skipped": len(skipped[j.cls]), "sha256": written[j.path]}))
     atomic_write_text(run.manifest, "\n".join(lines) + "\n")

@@ -3,14 +3,16 @@ user's file."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from d4m.errors import ConfigError
+from d4m.errors import ConfigError, D4MError
 from d4m.labels.stream import StreamSpec
+from d4m.runio.textfiles import read_text
 
 BUILTIN = ("paper", "locked", "ddranking")
 
@@ -69,8 +71,13 @@ def recipe_from_dict(data: dict, source: str) -> Recipe:
                     raise ValueError
             elif default is not None and not isinstance(default, str):
                 value = type(default)(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{source}: recipe key {key!r} has an invalid value {value!r}") from None
+        if isinstance(value, float) and not math.isfinite(value) or (isinstance(value, tuple) and not all(
+                math.isfinite(v) for v in value)):
+            raise ConfigError(f"{source}: recipe key {key!r} must be finite, not {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{source}: recipe key {key!r} must not be negative, not {value!r}")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ConfigError(f"{source}: recipe key {key!r} must be one of {', '.join(_CHOICES[key])}, not {value!r}")
         values[key] = value
@@ -91,11 +98,16 @@ def load_recipe(name_or_path: str, epochs: int | None = None) -> Recipe:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise ConfigError(f"--recipe {name_or_path!r}: neither a built-in ({', '.join(BUILTIN)}) nor a file")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        try:
+            text, source = read_text(path, "--recipe file"), str(path)
+        except D4MError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"--recipe {source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--recipe {source}: a recipe must be a YAML mapping of keys to values")
     data.setdefault("name", Path(source).stem if source not in BUILTIN else source)
     if epochs is not None:
         if epochs < 1:

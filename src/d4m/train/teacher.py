@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from d4m.checks import finite, whole
 from d4m.data import open_dataset
 from d4m.models import Normalized, create_model, save_checkpoint
 from d4m.runio import StageTimer
@@ -36,6 +37,11 @@ def train_teacher(data: str, arch: str, out: Path, size: int, epochs: int = 30, 
     and because each epoch's shuffle and augmentation are seeded by (seed, epoch) the result is the same as an
     uninterrupted run.
     """
+    whole("--epochs", epochs, 1)
+    whole("--batch-size", batch_size, 1)
+    whole("--workers", workers, 0)
+    whole("--limit", limit, 1, optional=True)
+    finite("--lr", lr, 0.0, low_open=True)
     train = open_dataset(data, "train", transform=train_transform(size))
     indices = list(range(len(train)))
     if limit and limit < len(train):
