@@ -17,7 +17,7 @@ from d4m.cli.main import main
 from d4m.errors import ConfigError, D4MError
 from d4m.evaluate.baseline_cache import cache_root
 from tests.conftest import shared_path
-from tests.ttm_helpers import make_folder, tiny_teacher_file
+from tests.ttm_helpers import make_folder, seal_run, tiny_teacher_file
 
 SRC = Path(d4m.__file__).parent
 STAGES = ("data", "codec", "prototypes", "synthesis", "labels", "train", "evaluate", "methods", "models", "report",
@@ -169,6 +169,7 @@ def test_evaluate_run_card_composes_the_random_baseline(random_run, cifar_subset
 def test_evaluate_run_relabel_and_teachers(tmp_path):
     run = tmp_path / "run"
     make_folder(run / "images", per_class=2, size=20)
+    seal_run(run)  # a run's images must match its manifest
     val = make_folder(tmp_path / "val", per_class=2, size=16, seed=1, prefix=False)
     teacher = f"checkpoint:{tiny_teacher_file(tmp_path / 't.safetensors')}"
     labels = d4m.relabel(run, teacher=teacher, recipe="locked", epochs=2, val=f"folder:{val}", topk=2)
