@@ -55,7 +55,8 @@ def test_trained_model_folder(trained):
     info = json.loads((trained / "d4m.json").read_text())
     assert info["classes"][0] == "airplane" and info["label_texts"][9] == "truck"
     assert info["size"] == 32 and info["codec"].startswith("taef2:") and info["step"] == 4
-    assert info["text_attention_mask"] is False and 0.2 < info["latent_scale"] < 20
+    assert info["text_attention_mask"] is False and info["latent_norm"] == "channel"
+    assert len(info["latent_mean"]) == 32 and all(0.01 < s < 20 for s in info["latent_std"])
     assert info["train_images"] == 40 and info["latent_shape"] == [32, 4, 4]
     lat = load_file(trained / "work" / "latents.safetensors")
     assert lat["latents"].shape == (40, 2, 32, 4, 4) and lat["targets"].bincount().tolist() == [4] * 10
@@ -70,7 +71,7 @@ def test_distill_and_sample_with_trained_model(trained, cifar_subset, tmp_path):
     from d4m.synthesis.generator import load_generator
 
     gen = load_generator(str(trained))
-    assert gen.latent_channels == 32 and gen.info["latent_scale"] > 0
+    assert gen.latent_channels == 32 and gen.norm.std.shape == (32,)
     codec = shared_path("weights", "taef2")
     run = tmp_path / "run"
     assert main(["distill", "--data", f"folder:{cifar_subset}", "--model", str(trained), "--codec", f"taef2:{codec}",

@@ -43,7 +43,8 @@ def train_generator(data: str, codec: str, out: str | Path, *, resume: bool = Fa
 
 def sample_generator(model: str | Path, out: str | Path, *, per_class: int, codec: str | None = None, steps: int = 50,
                      guidance: float = 3.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
-                     threads: int | None = None, grid: str | Path | None = None) -> list[Path]:
+                     threads: int | None = None, grid: str | Path | None = None,
+                     scheduler: str | None = None) -> list[Path]:
     """Class-conditional images from pure noise into an ImageFolder (``d4m generator sample``); returns the files.
 
     Example::
@@ -56,4 +57,5 @@ def sample_generator(model: str | Path, out: str | Path, *, per_class: int, code
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     return sample_to_folder(str(model), codec, per_class, Path(out), steps=steps, guidance=guidance, seed=seed,
-                            batch_size=batch_size, device=device, grid=Path(grid) if grid else None)
+                            batch_size=batch_size, device=device, grid=Path(grid) if grid else None,
+                            scheduler=scheduler)

@@ -21,7 +21,7 @@ def register(sub) -> None:
     a("--out", required=True, help="model folder (unet/, scheduler/, text_encoder/, tokenizer/, d4m.json)")
     a("--size", type=int, default=64, help="images squashed to SIZE x SIZE before encoding (as `d4m distill --size`)")
     a("--text-encoder", default="clip", help="clip (SD v1.5's, openai/clip-vit-large-patch14) | minilm | PATH_OR_HUB_ID")
-    a("--preset", default="small", help="UNet size: tiny | small (CPU) | base (GPU)")
+    a("--preset", default="small", help="UNet size: tiny | small (CPU) | wide | base (GPU)")
     a("--epochs", type=int, default=50)
     a("--max-steps", type=int, help="stop after this many optimisation steps (overrides --epochs)")
     a("--batch-size", type=int, default=128)
@@ -38,6 +38,11 @@ def register(sub) -> None:
     a("--device", default="auto", help="auto | cpu | cuda:0 ...")
     a("--workers", type=int, default=0, help="data-loader workers for encoding")
     a("--encode-batch-size", type=int, default=64)
+    a("--latent-norm", default="channel", help="channel (per-channel mean/std of the training latents) | global")
+    a("--prediction", default="epsilon", help="what the UNet predicts: epsilon | v_prediction")
+    a("--snr-gamma", type=float, help="min-SNR-gamma loss weighting (e.g. 5; default: the plain loss)")
+    a("--schedule", default="sd", help="noise schedule: sd (SD v1.5's) | sd-zero-snr (needs v_prediction) | cosine")
+    a("--latent-cache", help="folder for the encoded latents, shared between runs (default OUT/work)")
     a("--threads", type=int, help="CPU threads for torch (1 is often fastest on busy shared cores)")
     a("--resume", action="store_true", help="continue from OUT's checkpoint")
     t.set_defaults(func=run_train_command)
@@ -49,6 +54,7 @@ def register(sub) -> None:
     b("--out", required=True, help="output ImageFolder (one 000_name/ folder per class)")
     b("--steps", type=int, default=50, help="scheduler steps")
     b("--guidance", type=float, default=3.0, help="classifier-free guidance scale (<= 1: none)")
+    b("--scheduler", help="sampler instead of the model's own: ddim | dpm (DPM-Solver++) | euler | ...")
     b("--seed", type=int, default=0)
     b("--batch-size", type=int, default=50)
     b("--device", default="auto")
@@ -69,6 +75,6 @@ def run_train_command(args: argparse.Namespace) -> int:
 def run_sample_command(args: argparse.Namespace) -> int:
     paths = api.sample_generator(args.model, args.out, per_class=args.per_class, codec=args.codec, steps=args.steps,
                                  guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
-                                 device=args.device, threads=args.threads, grid=args.grid)
+                                 device=args.device, threads=args.threads, grid=args.grid, scheduler=args.scheduler)
     log.info("%d images in %s", len(paths), args.out)
     return 0

@@ -4,6 +4,11 @@ Images are squashed to ``size`` x ``size`` exactly as the prototype stage does, 
 distribution that ``d4m distill`` later feeds it. Encoding is chunked: each chunk of images is written atomically
 to ``work/latents/part-XXXXX.safetensors``, so a killed run resumes at the next chunk; the parts are then joined
 into ``work/latents.safetensors``: ``latents`` [N, 2, C, h, w] (unflipped, flipped) and ``targets`` [N].
+The folder may be shared by several runs (``--latent-cache``): the file records what it was encoded from (data,
+codec, size, subset, seed) and a run with other inputs is refused rather than fed the wrong latents.
+
+The UNet sees normalised latents: per channel ``(z - mean) / std`` with the statistics of the training latents
+(``channel_stats``), or the older single global scale (``latent_scale``).
 """
 
 from __future__ import annotations
@@ -114,3 +119,12 @@ def latent_scale(latents: torch.Tensor) -> float:
     if not std > 0:
         raise DataError("the encoded latents have zero variance (blank images?)")
     return 1.0 / std
+
+
+def channel_stats(latents: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of latents [N, 2, C, h, w] (over images, flips and positions)."""
+    x = latents.float().transpose(0, 2).reshape(latents.shape[2], -1)
+    mean, std = x.mean(1), x.std(1)
+    if not bool((std > 0).all()):
+        raise DataError("some latent channels have zero variance (blank images?)")
+    return mean.tolist(), std.tolist()

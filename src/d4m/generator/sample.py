@@ -2,6 +2,7 @@
 
 Image j of class c is drawn from noise seeded by (seed, c, j), so it does not depend on batching. Folders are named
 ``000_airplane`` ... (index order = sorted order), the layout ``folder:DIR`` datasets and teacher evaluation read.
+``sample_images`` yields the decoded images in memory (the classifier check in experiments/ uses it).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -29,17 +31,44 @@ def txt2img(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor, noise: to
     extra = {"eta": 0.0} if "eta" in inspect.signature(scheduler.step).parameters else {}
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if cfg else latents, t)
-        eps = unet(model_in, t, encoder_hidden_states=embeds, return_dict=False)[0]
+        out = unet(model_in, t, encoder_hidden_states=embeds, return_dict=False)[0]
         if cfg:
-            eps_u, eps_c = eps.chunk(2)
-            eps = eps_u + guidance * (eps_c - eps_u)
-        latents = scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+            out_u, out_c = out.chunk(2)
+            out = out_u + guidance * (out_c - out_u)
+        latents = scheduler.step(out, t, latents, **extra, return_dict=False)[0]
     return latents
+
+
+def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: float = 3.0, seed: int = 0,
+                  batch_size: int = 50, device="cpu", progress: bool = True) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(class, index, image [3, H, W] in [0, 1]) for ``per_class`` images of every class of a d4m-trained ``gen``."""
+    from d4m.errors import ModelError
+    from d4m.synthesis.generator import embed_prompts
+
+    info = gen.info
+    if not info.get("label_texts"):
+        raise ModelError(f"--model {gen.source}: no d4m.json with label_texts (not trained by `d4m generator train`)")
+    texts, template, norm = info["label_texts"], info.get("prompt_template", "{}"), gen.norm
+    shape = info.get("latent_shape") or [gen.latent_channels, gen.unet.config.sample_size,
+                                         gen.unet.config.sample_size]
+    uncond = embed_prompts(gen, [""], device)
+    prompts = embed_prompts(gen, [template.format(t) for t in texts], device)  # each class's text embedded once
+    jobs = [(c, j) for c in range(len(texts)) for j in range(per_class)]
+    bar = tqdm(total=len(jobs), desc="generator sample", unit="img", disable=not progress)
+    for i in range(0, len(jobs), batch_size):
+        batch = jobs[i : i + batch_size]
+        cond = prompts[[c for c, _ in batch]]
+        noise = torch.stack([randn(shape, cpu_generator(seed, "generator-sample", c, j), device) for c, j in batch])
+        z = txt2img(gen.unet, gen.scheduler, cond, uncond.expand(len(batch), -1, -1), noise, steps, guidance)
+        for (c, j), img in zip(batch, codec.decode(norm.from_model(z.float()))):
+            yield c, j, img
+        bar.update(len(batch))
+    bar.close()
 
 
 def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *, steps: int = 50,
                      guidance: float = 3.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
-                     grid: Path | None = None) -> list[Path]:
+                     grid: Path | None = None, scheduler: str | None = None) -> list[Path]:
     from torchvision.utils import save_image
 
     from d4m.codec import build_codec
@@ -47,14 +76,19 @@ def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *
     from d4m.parallel import resolve_device
     from d4m.runio.atomic import atomic_save_png
     from d4m.runio.rundir import class_folder, image_name
-    from d4m.synthesis.generator import embed_prompts, load_generator
+    from d4m.synthesis.generator import load_generator
     from d4m.synthesis.stage import to_pil
 
     if per_class < 1:
         raise ConfigError(f"--per-class {per_class}: must be at least 1")
     dev = resolve_device(device)
     # ``model``: a folder / hub id, or a Generator already loaded (e.g. with EmbeddingTable stand-ins)
-    gen = load_generator(model, device=dev) if isinstance(model, (str, Path)) else model
+    if isinstance(model, (str, Path)):
+        gen = load_generator(str(model), device=dev, scheduler=scheduler)
+    elif scheduler is not None:
+        raise ConfigError("--scheduler applies to a model folder, not to an already loaded Generator")
+    else:
+        gen = model
     model = str(model) if isinstance(model, (str, Path)) else gen.source
     info = gen.info
     if not info.get("label_texts"):
@@ -63,28 +97,15 @@ def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *
     if not codec_spec:
         raise ConfigError("--codec is required (the model's d4m.json names none)")
     codec = build_codec(codec_spec, model, device=dev)
-    classes, texts, scale = info["classes"], info["label_texts"], float(info.get("latent_scale", 1.0))
-    template = info.get("prompt_template", "{}")
-    shape = info.get("latent_shape") or [gen.latent_channels, gen.unet.config.sample_size,
-                                         gen.unet.config.sample_size]
-    uncond = embed_prompts(gen, [""], dev)
-    jobs = [(c, j) for c in range(len(classes)) for j in range(per_class)]
+    classes = info["classes"]
     paths, images = [], []
-    bar = tqdm(total=len(jobs), desc="generator sample", unit="img")
-    for i in range(0, len(jobs), batch_size):
-        batch = jobs[i : i + batch_size]
-        cond = torch.cat([embed_prompts(gen, [template.format(texts[c])], dev) for c, _ in batch])
-        noise = torch.stack([randn(shape, cpu_generator(seed, "generator-sample", c, j), dev) for c, j in batch])
-        z = txt2img(gen.unet, gen.scheduler, cond, uncond.expand(len(batch), -1, -1), noise, steps, guidance)
-        decoded = codec.decode(z.float() / scale)
-        for (c, j), img in zip(batch, decoded):
-            path = Path(out) / class_folder(c, classes[c], len(classes)) / image_name(j, per_class)
-            atomic_save_png(path, to_pil(img, None))
-            paths.append(path)
-            if grid is not None and j < 10:
-                images.append(img.cpu())
-        bar.update(len(batch))
-    bar.close()
+    for c, j, img in sample_images(gen, codec, per_class, steps=steps, guidance=guidance, seed=seed,
+                                   batch_size=batch_size, device=dev):
+        path = Path(out) / class_folder(c, classes[c], len(classes)) / image_name(j, per_class)
+        atomic_save_png(path, to_pil(img, None))
+        paths.append(path)
+        if grid is not None and j < 10:
+            images.append(img.cpu())
     if grid is not None:
         Path(grid).parent.mkdir(parents=True, exist_ok=True)
         save_image(torch.stack(images), grid, nrow=min(per_class, 10), padding=1)

@@ -21,11 +21,14 @@ import torch
 from tqdm.auto import tqdm
 
 from d4m.errors import ConfigError, ModelError
-from d4m.generator.unet_presets import PRESETS
+from d4m.generator.unet_presets import PREDICTIONS, PRESETS, SCHEDULES
 from d4m.runio.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
-RESUME_FREE = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "mixed_precision", "encode_batch_size")
+RESUME_FREE = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "mixed_precision", "encode_batch_size",
+               "latent_cache")
+LEGACY = {"latent_norm": "global", "prediction": "epsilon", "snr_gamma": None, "schedule": "sd"}  # before these options
+LATENT_NORMS = ("channel", "global")
 
 
 @dataclass
@@ -52,6 +55,11 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 0
     encode_batch_size: int = 64
+    latent_norm: str = "channel"  # per-channel mean/std of the training latents | one global scale (older models)
+    prediction: str = "epsilon"  # what the UNet predicts: epsilon | v_prediction
+    snr_gamma: float | None = None  # min-SNR-gamma loss weighting (None: the plain loss)
+    schedule: str = "sd"  # noise schedule: sd | sd-zero-snr (needs v_prediction) | cosine
+    latent_cache: str | None = None  # folder of the encoded latents, shareable between runs (default OUT/work)
 
     def validate(self) -> None:
         checks = [("--epochs", self.epochs >= 1), ("--batch-size", self.batch_size >= 1), ("--lr", self.lr > 0),
@@ -59,10 +67,15 @@ class TrainConfig:
                   ("--size", self.size >= 8 and self.size % 8 == 0), ("--checkpoint-every", self.checkpoint_every >= 1),
                   ("--max-steps", self.max_steps is None or self.max_steps >= 1),
                   ("--mixed-precision", self.mixed_precision in ("auto", "no", "bf16", "fp16")),
-                  ("--preset", self.preset in PRESETS)]
+                  ("--preset", self.preset in PRESETS), ("--latent-norm", self.latent_norm in LATENT_NORMS),
+                  ("--prediction", self.prediction in PREDICTIONS), ("--schedule", self.schedule in SCHEDULES),
+                  ("--snr-gamma", self.snr_gamma is None or self.snr_gamma > 0)]
         for flag, ok in checks:
             if not ok:
                 raise ConfigError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))!r}: invalid value")
+        if self.schedule == "sd-zero-snr" and self.prediction != "v_prediction":
+            raise ConfigError("--schedule sd-zero-snr needs --prediction v_prediction (at zero SNR the noise is the "
+                              "input itself: epsilon-prediction cannot recover the image)")
 
 
 def _paths(out: Path) -> dict:
@@ -79,10 +92,10 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
         raise ConfigError(f"--out {out} already holds a training checkpoint: add --resume, or use a new --out")
     old = json.loads(p["config"].read_text()) if p["config"].is_file() else {}
     new = dataclasses.asdict(cfg)
-    diff = [k for k in new if k not in RESUME_FREE and old.get(k) != new[k]]
+    diff = [k for k in new if k not in RESUME_FREE and old.get(k, LEGACY.get(k)) != new[k]]
     if diff:
         raise ConfigError(f"--resume: {out} was trained with another configuration ("
-                          + ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diff[:3]) + ")")
+                          + ", ".join(f"{k}: {old.get(k, LEGACY.get(k))!r} -> {new[k]!r}" for k in diff[:3]) + ")")
     try:
         return torch.load(p["ckpt"], map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file is reported in one line
@@ -113,12 +126,13 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     from d4m.codec import build_codec
     from d4m.data import open_dataset
     from d4m.generator.export import export_generator
-    from d4m.generator.latents import encode_dataset, latent_scale, select_indices
+    from d4m.generator.latents import channel_stats, encode_dataset, latent_scale, select_indices
     from d4m.generator.objective import batch_inputs, diffusion_loss, draw, steps_per_epoch
     from d4m.generator.text import load_text_encoder
     from d4m.generator.unet_presets import build_unet, noise_schedulers
     from d4m.parallel import resolve_device
     from d4m.runio.stagelog import StageTimer
+    from d4m.synthesis.generator import LatentNorm
 
     cfg.validate()
     out = Path(cfg.out).expanduser()
@@ -133,10 +147,15 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     with acc.main_process_first():  # the main process encodes; the others read its cache
         codec = build_codec(cfg.codec, device=dev)
         latents, targets = encode_dataset(dataset, select_indices(dataset, cfg.max_per_class, cfg.seed), codec,
-                                          p["work"], size=cfg.size, batch_size=cfg.encode_batch_size,
+                                          Path(cfg.latent_cache or p["work"]).expanduser(), size=cfg.size, batch_size=cfg.encode_batch_size,
                                           workers=cfg.workers, seed=cfg.seed)
     del codec
-    scale = latent_scale(latents)
+    if cfg.latent_norm == "channel":
+        mean, std = channel_stats(latents)
+        norm_info = {"latent_norm": "channel", "latent_mean": mean, "latent_std": std}
+    else:
+        norm_info = {"latent_norm": "global", "latent_scale": latent_scale(latents)}
+    norm = LatentNorm.from_info(norm_info, latents.shape[2])
     if text is None:
         text = load_text_encoder(cfg.text_encoder, cfg.max_tokens, dev)
     prompts = list(dataset.label_texts) + [""]  # the last row: the empty prompt (unconditional)
@@ -144,7 +163,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     channels, size = latents.shape[2], latents.shape[-1]
     torch.manual_seed(cfg.seed)
     unet = build_unet(cfg.preset, channels, size, text.hidden_size)
-    train_sched, sampler = noise_schedulers()
+    train_sched, sampler = noise_schedulers(cfg.prediction, cfg.schedule)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, model_cls=type(unet),
                    model_config=unet.config)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -164,7 +183,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     n, spe = latents.shape[0], steps_per_epoch(latents.shape[0], cfg.batch_size)
     total = cfg.max_steps or cfg.epochs * spe
     n_params = sum(x.numel() for x in unet.parameters())
-    info_base = {"latent_scale": scale, "codec": cfg.codec, "size": cfg.size, "classes": list(dataset.classes),
+    info_base = {**norm_info, "codec": cfg.codec, "size": cfg.size, "classes": list(dataset.classes),
                  "label_texts": list(dataset.label_texts), "prompt_template": "{}",
                  "text_attention_mask": text.attention_mask, "text_encoder": cfg.text_encoder,
                  "latent_shape": list(latents.shape[2:]), "train_images": n, "unet_params": n_params,
@@ -199,9 +218,9 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
             batch = draw(step, n, cfg.batch_size, cfg.seed, latents.shape[2:],
                          train_sched.config.num_train_timesteps, cfg.cond_drop).shard(acc.process_index,
                                                                                       acc.num_processes)
-            x0, rows = batch_inputs(batch, latents, targets, scale, len(prompts) - 1, dev)
+            x0, rows = batch_inputs(batch, latents, targets, norm, len(prompts) - 1, dev)
             with acc.autocast():
-                loss = diffusion_loss(unet, train_sched, x0, table[rows], batch.noise, batch.t)
+                loss = diffusion_loss(unet, train_sched, x0, table[rows], batch.noise, batch.t, cfg.snr_gamma)
             acc.backward(loss)
             acc.clip_grad_norm_(unet.parameters(), 1.0)
             opt.step()

@@ -22,6 +22,38 @@ SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler", "ddpm": "DDPMSch
               "euler": "EulerDiscreteScheduler", "dpm": "DPMSolverMultistepScheduler", "lms": "LMSDiscreteScheduler"}
 
 
+@dataclass(frozen=True)
+class LatentNorm:
+    """How codec latents map into the UNet's space: ``(z - mean) / std`` per channel, and back.
+
+    A d4m-trained generator stores per-channel ``latent_mean`` / ``latent_std`` in its d4m.json; older ones stored
+    one global ``latent_scale`` (mean 0, std 1 / scale); any other model (Stable Diffusion: the VAE codec already
+    applies 0.18215) is the identity."""
+
+    mean: torch.Tensor  # [C]
+    std: torch.Tensor  # [C]
+
+    @classmethod
+    def from_info(cls, info: dict, channels: int) -> "LatentNorm":
+        if "latent_mean" in info and "latent_std" in info:
+            mean, std = torch.tensor(info["latent_mean"]), torch.tensor(info["latent_std"])
+            if mean.shape != (channels,) or std.shape != (channels,):
+                raise ModelError(f"d4m.json: latent_mean/latent_std have {mean.numel()} channels, the UNet "
+                                 f"{channels}")
+            return cls(mean.float(), std.float())
+        scale = float(info.get("latent_scale", 1.0))
+        return cls(torch.zeros(channels), torch.full((channels,), 1.0 / scale))
+
+    def _view(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return v.to(x.device, torch.float32).view(1, -1, *([1] * (x.dim() - 2)))
+
+    def to_model(self, z: torch.Tensor) -> torch.Tensor:
+        return ((z.float() - self._view(z, self.mean)) / self._view(z, self.std)).to(z.dtype)
+
+    def from_model(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() * self._view(x, self.std) + self._view(x, self.mean)).to(x.dtype)
+
+
 @dataclass
 class Generator:
     unet: torch.nn.Module
@@ -34,6 +66,10 @@ class Generator:
     @property
     def latent_channels(self) -> int:
         return int(self.unet.config.in_channels)
+
+    @property
+    def norm(self) -> LatentNorm:
+        return LatentNorm.from_info(self.info, self.latent_channels)
 
 
 def check_model_dir(model: str) -> None:

@@ -77,7 +77,7 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
     done = run.written()  # an image counts as made once its file is in place and its hash is in the journal
     todo = [b for b in topo.mine(batches) if not all(j.path in done and (run.path / j.path).is_file() for j in b)]
     prompts = [render_prompt(cfg.prompt_template, t) for t in label_texts]
-    scale = float(gen.info.get("latent_scale", 1.0)) if gen is not None else 1.0
+    norm = gen.norm if gen is not None else None
     cache: dict[int, torch.Tensor] = {}
     uncond = None
     if gen is not None and todo and cfg.guidance > 1.0:
@@ -92,11 +92,11 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
                     cache[c] = embed_prompts(gen, [prompts[c]], device).to(dtype)[0]
                 cond = torch.stack([cache[j.cls] for j in batch])
                 gens = [cpu_generator(cfg.seed, "synthesis", j.cls, j.index) for j in batch]
-                latents = denoise(gen.unet, gen.scheduler, (init * scale).to(dtype), cond,
+                latents = denoise(gen.unet, gen.scheduler, norm.to_model(init).to(dtype), cond,
                                   uncond.expand(len(batch), -1, -1) if uncond is not None else None,
                                   strength=cfg.strength, steps=cfg.steps, guidance=cfg.guidance, generators=gens,
                                   from_noise=cfg.init == "noise")
-                latents = latents.float() / scale
+                latents = norm.from_model(latents.float())
             images = codec.decode(latents)
             hashes = [(j.path, atomic_save_png(run.path / j.path, to_pil(img, cfg.out_size)))
                       for j, img in zip(batch, images)]
