@@ -57,7 +57,7 @@ class TrainConfig:
     encode_batch_size: int = 64
     latent_norm: str = "channel"  # per-channel mean/std of the training latents | one global scale (older models)
     prediction: str = "epsilon"  # what the UNet predicts: epsilon | v_prediction
-    snr_gamma: float | None = None  # min-SNR-gamma loss weighting (None: the plain loss)
+    snr_gamma: float | None = None  # min-SNR-gamma loss weighting (None or 0: the plain loss)
     schedule: str = "sd"  # noise schedule: sd | sd-zero-snr (needs v_prediction) | cosine
     latent_cache: str | None = None  # folder of the encoded latents, shareable between runs (default OUT/work)
 
@@ -69,7 +69,7 @@ class TrainConfig:
                   ("--mixed-precision", self.mixed_precision in ("auto", "no", "bf16", "fp16")),
                   ("--preset", self.preset in PRESETS), ("--latent-norm", self.latent_norm in LATENT_NORMS),
                   ("--prediction", self.prediction in PREDICTIONS), ("--schedule", self.schedule in SCHEDULES),
-                  ("--snr-gamma", self.snr_gamma is None or self.snr_gamma > 0)]
+                  ("--snr-gamma", self.snr_gamma is None or self.snr_gamma >= 0)]
         for flag, ok in checks:
             if not ok:
                 raise ConfigError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))!r}: invalid value")
@@ -146,8 +146,9 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     dataset = open_dataset(cfg.data, "train")
     with acc.main_process_first():  # the main process encodes; the others read its cache
         codec = build_codec(cfg.codec, device=dev)
+        cache = Path(cfg.latent_cache).expanduser() if cfg.latent_cache else p["work"]
         latents, targets = encode_dataset(dataset, select_indices(dataset, cfg.max_per_class, cfg.seed), codec,
-                                          Path(cfg.latent_cache or p["work"]).expanduser(), size=cfg.size, batch_size=cfg.encode_batch_size,
+                                          cache, size=cfg.size, batch_size=cfg.encode_batch_size,
                                           workers=cfg.workers, seed=cfg.seed)
     del codec
     if cfg.latent_norm == "channel":
