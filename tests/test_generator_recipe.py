@@ -94,7 +94,8 @@ def test_schedules():
     assert zero_sampler.timesteps[0] == 999 and sd_sampler.timesteps[0] == 901  # SD v1.5's leading spacing
     assert zero_sampler.config.prediction_type == "v_prediction"
     with pytest.raises(ConfigError, match="v_prediction"):
-        TrainConfig(data="x", codec="y", out="z", schedule="sd-zero-snr").validate()
+        TrainConfig(data="x", codec="y", out="z", schedule="sd-zero-snr", prediction="epsilon").validate()
+    TrainConfig(data="x", codec="y", out="z", schedule="sd-zero-snr").validate()  # v-prediction: the default
     with pytest.raises(ConfigError, match="--schedule"):
         noise_schedulers("epsilon", "linear-ish")
 
@@ -137,8 +138,11 @@ def test_recipe_options_end_to_end(cifar_subset, tiny_clip, tmp_path):  # noqa: 
                             "--resume")) == 2
 
 
-def test_global_norm_is_still_trainable(cifar_subset, tiny_clip, tmp_path):  # noqa: F811
+def test_the_old_recipe_is_still_trainable(cifar_subset, tiny_clip, tmp_path):  # noqa: F811
     out = tmp_path / "g"
-    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "1", "--latent-norm", "global")) == 0
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "1", "--latent-norm", "global",
+                            "--prediction", "epsilon")) == 0
     info = json.loads((out / "d4m.json").read_text())
     assert info["latent_norm"] == "global" and 0.2 < info["latent_scale"] < 20 and "latent_mean" not in info
+    sched = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["prediction_type"] == "epsilon"

@@ -39,7 +39,7 @@ def register(sub) -> None:
     a("--workers", type=int, default=0, help="data-loader workers for encoding")
     a("--encode-batch-size", type=int, default=64)
     a("--latent-norm", help="channel (per-channel mean/std of the training latents; default) | global (one scale)")
-    a("--prediction", help="what the UNet predicts: epsilon | v_prediction (default: the recipe's)")
+    a("--prediction", help="what the UNet predicts: v_prediction (default) | epsilon")
     a("--snr-gamma", type=float, help="min-SNR-gamma loss weighting, e.g. 5; 0: the plain loss (default: the recipe's)")
     a("--schedule", help="noise schedule: sd (SD v1.5's) | sd-zero-snr (needs v_prediction) | cosine")
     a("--latent-cache", help="folder for the encoded latents, shared between runs (default OUT/work)")

@@ -56,7 +56,7 @@ class TrainConfig:
     workers: int = 0
     encode_batch_size: int = 64
     latent_norm: str = "channel"  # per-channel mean/std of the training latents | one global scale (older models)
-    prediction: str = "epsilon"  # what the UNet predicts: epsilon | v_prediction
+    prediction: str = "v_prediction"  # what the UNet predicts: v_prediction | epsilon (older models)
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (None or 0: the plain loss)
     schedule: str = "sd"  # noise schedule: sd | sd-zero-snr (needs v_prediction) | cosine
     latent_cache: str | None = None  # folder of the encoded latents, shareable between runs (default OUT/work)
