@@ -69,8 +69,9 @@ def phase_generator(ctx, rec: dict) -> None:
     dataset = open_dataset(cfg.data, "train")
     codec = build_codec(cfg.codec, device=cfg.device)
     t = time.perf_counter()
+    cache = Path(getattr(cfg, "latent_cache", None) or Path(cfg.out) / "work")  # where run_train looks
     latents, _ = encode_dataset(dataset, select_indices(dataset, cfg.max_per_class, cfg.seed), codec,
-                                Path(cfg.out) / "work", size=cfg.size, batch_size=cfg.encode_batch_size,
+                                cache, size=cfg.size, batch_size=cfg.encode_batch_size,
                                 workers=cfg.workers, seed=cfg.seed)
     dt = time.perf_counter() - t
     rec["encode"] = {"images": latents.shape[0], "flips": 2, "wall_s": dt, "images_per_s": latents.shape[0] / dt,
