@@ -12,7 +12,6 @@ refuses (exit 1, one line) if the tracked files plus the kit exceed the device t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -99,14 +98,6 @@ def check_wheels(wheels: Path, imports: list[str]) -> str:
         return res.stdout.strip()
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fit_per_class(repo: Path, shared: Path, seed: int = 0, margin: int = 2 * 2**20) -> int:
     """The most images per class (CIFAR-10 has 5,000) whose kit leaves ``margin`` under the 64 MiB."""
     for n in (5000, 4500, 4000, 3500, 3000, 2000, 1000):
@@ -118,6 +109,8 @@ def fit_per_class(repo: Path, shared: Path, seed: int = 0, margin: int = 2 * 2**
 def prepare(repo: Path, shared: Path, *, per_class: int = 4000, seed: int = 0, wheels_from: Path | None = None,
             imports: list[str] | None = None, text_encoder: str = "minilm", max_tokens: int = 32) -> dict:
     """Build ``repo/.gpukit`` afresh; returns the kit's manifest (also written as kit.json)."""
+    from d4m.runio.atomic import sha256_file
+
     kit = Path(repo) / K.KIT
     if kit.exists():
         shutil.rmtree(kit)
@@ -132,7 +125,7 @@ def prepare(repo: Path, shared: Path, *, per_class: int = 4000, seed: int = 0, w
     shutil.copy2(resnet[0], kit / K.RESNET20)
     pack = write_pack(shared / "data" / "cifar10" / "train", kit / K.PACK, per_class, seed)
     text = write_embeddings(pack["classes"], kit / K.TEXT, text_encoder, max_tokens)
-    files = {str(p.relative_to(kit)): {"bytes": p.stat().st_size, "sha256": sha256(p)}
+    files = {str(p.relative_to(kit)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(kit.rglob("*")) if p.is_file()}
     manifest = {"wheels": wheels, "wheel_check": seen, "pack": pack, "text": text, "files": files,
                 "command": K.COMMAND, "carry": K.CARRY, "timeout_s": K.TIMEOUT_S}

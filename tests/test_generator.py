@@ -10,7 +10,7 @@ from d4m.cli.main import main
 from d4m.generator.objective import diffusion_loss, draw
 from d4m.generator.unet_presets import build_unet, noise_schedulers
 from tests.conftest import shared_path
-from tests.tiny_models import write_clip_tokenizer
+from tests.tiny_models import make_tiny_clip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,15 +24,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=16, projection_dim=16,
-                                 bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(folder)
-    write_clip_tokenizer(folder)
-    return folder
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def _train_args(data, clip, out, *extra):

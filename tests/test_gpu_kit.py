@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import SHARED, shared_path
-from tests.tiny_models import write_clip_tokenizer
+from tests.tiny_models import make_tiny_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -44,15 +44,7 @@ def make_wheel(folder: Path, name: str = "d4mkitprobe") -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_text(tmp_path_factory):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    folder = tmp_path_factory.mktemp("kit-clip")
-    torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=16, projection_dim=16,
-                                 bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(folder)
-    write_clip_tokenizer(folder)
-    return folder
+    return make_tiny_clip(tmp_path_factory.mktemp("kit-clip"))
 
 
 def kit_repo(tmp: Path, tiny_text: Path, per_class: int) -> Path:

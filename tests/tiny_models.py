@@ -21,6 +21,18 @@ def write_clip_tokenizer(folder: Path, max_length: int = 16) -> None:
         "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
 
 
+def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A 16-wide, one-layer CLIP text encoder with its tokenizer files (a generator's text encoder in tests)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    CLIPTextModel(CLIPTextConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=16, projection_dim=16,
+                                 bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(folder)
+    write_clip_tokenizer(folder)
+    return folder
+
+
 def make_tiny_sd(folder: Path, latent_channels: int = 4, seed: int = 0) -> Path:
     """A Stable-Diffusion-shaped model: UNet2DConditionModel, AutoencoderKL, CLIP text encoder, PNDM scheduler."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
