@@ -92,7 +92,8 @@ def test_readers_refuse_a_run_that_does_not_match_its_manifest(tmp_path, good_ru
     assert TAMPER[how] in str(info.value) and "\n" not in str(info.value)
     for argv in (["report", "--run", str(run)], ["export", "--run", str(run), "--to", "hf", str(tmp_path / "hf")],
                  ["evaluate", "--run", str(run), "--teacher", "cifar-resnet20:/none", "--val", "cifar10:/none"],
-                 ["relabel", "--run", str(run), "--teacher", "cifar-resnet20:/none"]):
+                 ["relabel", "--run", str(run), "--teacher", "cifar-resnet20:/none"],
+                 ["stm", "--run", str(run), "--teacher", "cifar-resnet20:/none", "--out", str(tmp_path / "stm")]):
         assert main(argv) == 2
         err = one_error(capsys.readouterr().err)
         assert TAMPER[how] in err, (argv[0], err)
@@ -166,3 +167,16 @@ def test_force_works_in_d4m_run_dirs_and_legacy_ones(tmp_path, tiny_sd, data, ca
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _distill(data, tiny_sd, empty, "--ipc", "1") == 0
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "key: [unclosed\n", "\xff\xfe\x00garbage"])
+def test_card_reads_a_damaged_run_config_as_one_line(tmp_path, text):
+    """The card's random baseline takes its training data from the run's config.yaml: a damaged one is named."""
+    from d4m.errors import D4MError
+    from d4m.evaluate.card import card_train_data
+
+    (tmp_path / "config.yaml").write_bytes(text.encode("latin-1"))
+    with pytest.raises(D4MError) as info:
+        card_train_data(tmp_path, None)
+    assert "config.yaml" in str(info.value) and "\n" not in str(info.value)
+    assert card_train_data(tmp_path, "folder:/data") == "folder:/data"  # --train-data needs no config

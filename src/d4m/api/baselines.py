@@ -50,8 +50,10 @@ def select(method: str, data: str, *, out: str | Path, features: str = "codec", 
 
 def stm(run: str | Path | Run, teacher: str, out: str | Path, *, iterations: int | None = None,
         lr: float | None = None, bn_weight: float | None = None, batch_size: int = 100, seed: int = 0,
-        device: str = "auto", force: bool = False) -> Run:
+        device: str = "auto", force: bool = False, allow_incomplete: bool = False) -> Run:
     """Paper Table 3 (STM): optimise a run's images to match the teacher's BatchNorm statistics (``d4m stm``).
+
+    ``allow_incomplete`` starts from a run whose images do not match its manifest (a warning per problem).
 
     Example::
 
@@ -65,5 +67,5 @@ def stm(run: str | Path | Run, teacher: str, out: str | Path, *, iterations: int
     lr = defaults.LR if lr is None else lr
     bn_weight = defaults.BN_WEIGHT if bn_weight is None else bn_weight
     dst = stm_run(as_path(run), teacher, out, iterations, lr, bn_weight, batch_size, seed, resolve_device(device),
-                  force)
+                  force, allow_incomplete)
     return Run(dst.path)

@@ -21,7 +21,8 @@ def cmd_select(args) -> int:
 
 def cmd_stm(args) -> int:
     run = api.stm(args.run, args.teacher, args.out, iterations=args.iterations, lr=args.lr, bn_weight=args.bn_weight,
-                  batch_size=args.batch_size, seed=args.seed, device=args.device, force=args.force)
+                  batch_size=args.batch_size, seed=args.seed, device=args.device, force=args.force,
+                  allow_incomplete=args.allow_incomplete)
     print(f"stm: images in {run.images}")
     return 0
 
@@ -69,6 +70,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="start from a --run whose images do not match its manifest (a warning per problem)")
     p.set_defaults(func=cmd_stm)
 
     p = sub.add_parser("sweep", help="strength sweep: RUN/sweep/strength-S/ per value, reusing RUN's prototypes")

@@ -26,6 +26,7 @@ from d4m.errors import ConfigError
 from d4m.evaluate.baseline_cache import baseline_dir, cached_summary
 from d4m.evaluate.run import EvalJob, open_images, run_evaluation
 from d4m.runio import atomic_write_text
+from d4m.runio.textfiles import read_text
 
 FORMAT = "d4m.card/1"
 
@@ -37,9 +38,18 @@ def _headline(summary: dict) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
+    """A run's config.yaml as a mapping ({} when absent); a damaged file is a one-line error naming it."""
     import yaml
 
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(read_text(path, "run config"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return data or {}
 
 
 def full_data_accuracy(teacher_spec: str, given: float | str | None, job: EvalJob | None = None) -> tuple[float, str]:
