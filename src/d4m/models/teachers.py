@@ -7,7 +7,6 @@ written by ``d4m teacher train``). Weights are read only through safetensors or 
 
 from __future__ import annotations
 
-import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from d4m.errors import ModelError
+from d4m.errors import D4MError, ModelError
 from d4m.models.classes import class_columns
 from d4m.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, Normalized, create_model
-from d4m.runio import atomic_write_bytes
+from d4m.runio.tensors import load_tensors, save_tensors
 
 TEACHER_KINDS = ("torchvision", "cifar-resnet20", "cifar-resnet56", "checkpoint")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-METADATA_KEY = "d4m"
 
 
 @dataclass
@@ -125,34 +123,21 @@ def _cifar_teacher(spec: str, kind: str, path: Path) -> Teacher:
 def save_checkpoint(path: Path, net: nn.Module, arch: str, classes: list[str], image_size: int,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD, val_accuracy: float | None = None, **extra) -> None:
     """Write ``net``'s weights as safetensors with d4m's metadata (JSON under the key 'd4m'), atomically."""
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
     meta = {"arch": arch, "classes": list(classes), "image_size": int(image_size), "mean": list(mean),
             "std": list(std), "val_accuracy": val_accuracy, **extra}
-    atomic_write_bytes(Path(path), save(state, metadata={METADATA_KEY: json.dumps(meta)}))
+    save_tensors(Path(path), {k: v.clone() for k, v in net.state_dict().items()}, meta)
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict]:
     """(state dict, d4m metadata) of a d4m checkpoint file; ModelError if it is not one."""
-    from safetensors import SafetensorError, safe_open
-
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint file not found")
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get(METADATA_KEY)
-            state = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{path}: not a safetensors checkpoint ({str(exc)[:160]})") from None
-    if raw is None:
+        state, meta = load_tensors(path)
+    except D4MError as exc:
+        raise ModelError(f"{exc}: not a safetensors checkpoint d4m can read") from None
+    if not meta:
         raise ModelError(f"{path}: safetensors file without d4m metadata (arch, classes); not a d4m checkpoint")
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: its d4m metadata is not a JSON object; not a d4m checkpoint")
     return state, meta
 
 
