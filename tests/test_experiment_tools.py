@@ -58,3 +58,38 @@ def test_sharpness_agreement_and_grid(tmp_path, cifar_subset):
     grid = tmp_path / "grid.png"
     _script("method_grid.py", str(grid), str(rnd), str(dec), "--per-class", "2")
     assert Image.open(grid).size == (2 * (2 * 33 + 1) + 6, 10 * 33 + 13)
+
+
+def test_generator_ablation_picks_the_best_cell_and_tabulates(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import generator_ablation as ga
+    finally:
+        sys.path.pop(0)
+    import argparse
+    import json
+
+    def put(name, tops, hard=None):
+        folder = tmp_path / name / "eval" / "convnet-w128" / "locked"
+        folder.mkdir(parents=True)
+        mean = sum(tops) / len(tops)
+        (folder / "summary.json").write_text(json.dumps({
+            "seeds": len(tops), "last_epoch_top1": {"mean": mean, "std": 0.5},
+            "per_seed": [{"seed": k, "last_top1": t} for k, t in enumerate(tops)]}))
+        if hard is not None:
+            (folder / "card.json").write_text(json.dumps({"random": {"mean": 30.0, "std": 0.4},
+                                                          "hard": {"mean": hard, "std": 0.3}, "IOR": mean - 30.0}))
+
+    a = argparse.Namespace(strengths=[0.5, 0.7], guidance=[2.0, 8.0])
+    put("d4m-s0.5-g2", [20.0])
+    put("d4m-s0.7-g2", [21.0])
+    put("d4m-s0.5-g8", [24.0, 25.0, 26.0], hard=31.0)
+    with __import__("pytest").raises(SystemExit, match="d4m-s0.7-g8"):
+        ga.best_cell(tmp_path, a)  # one cell missing: no pick from a partial grid
+    put("d4m-s0.7-g8", [23.0])
+    assert ga.best_cell(tmp_path, a) == (0.5, 8.0)
+    ga.write_results(tmp_path, a)
+    md = (tmp_path / "results.md").read_text()
+    assert "| 0.5 | 20.00 | 24.00 |" in md and "| 0.7 | 21.00 | 23.00 |" in md  # seed 0 of each cell
+    assert "| d4m-s0.5-g8 | 25.00 ± 0.50 | 30.00 ± 0.40 | 31.00 ± 0.30 | -5.0 |" in md
+    assert "d4m-s0.7-g8 |" not in md.split("| images")[1]  # one-seed cells stay out of the table
