@@ -56,6 +56,7 @@ def test_trained_model_folder(trained):
     assert rows[0].startswith("step,") and len(rows) == 3  # a row per 2 steps
     sched = json.loads((trained / "scheduler" / "scheduler_config.json").read_text())
     assert sched["_class_name"] == "DDIMScheduler" and sched["prediction_type"] == "v_prediction"  # the recipe
+    assert sched["rescale_betas_zero_snr"] and sched["timestep_spacing"] == "trailing"  # zero terminal SNR
     assert json.loads((trained / "tokenizer" / "tokenizer_config.json").read_text())["model_max_length"] == 12
 
 

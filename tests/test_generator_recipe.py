@@ -96,6 +96,10 @@ def test_schedules():
     with pytest.raises(ConfigError, match="v_prediction"):
         TrainConfig(data="x", codec="y", out="z", schedule="sd-zero-snr", prediction="epsilon").validate()
     TrainConfig(data="x", codec="y", out="z", schedule="sd-zero-snr").validate()  # v-prediction: the default
+    # no --schedule: zero terminal SNR with v-prediction (the default; the screen that paid), SD's with epsilon
+    assert TrainConfig(data="x", codec="y", out="z").schedule == "sd-zero-snr"
+    assert TrainConfig(data="x", codec="y", out="z", prediction="epsilon").schedule == "sd"
+    assert TrainConfig(data="x", codec="y", out="z", schedule="cosine").schedule == "cosine"
     with pytest.raises(ConfigError, match="--schedule"):
         noise_schedulers("epsilon", "linear-ish")
 

@@ -41,7 +41,8 @@ def register(sub) -> None:
     a("--latent-norm", help="channel (per-channel mean/std of the training latents; default) | global (one scale)")
     a("--prediction", help="what the UNet predicts: v_prediction (default) | epsilon")
     a("--snr-gamma", type=float, help="min-SNR-gamma loss weighting, e.g. 5; 0: the plain loss (default: the recipe's)")
-    a("--schedule", help="noise schedule: sd (SD v1.5's) | sd-zero-snr (needs v_prediction) | cosine")
+    a("--schedule", help="noise schedule: sd (SD v1.5's) | sd-zero-snr (SD's with zero terminal SNR, needs "
+                         "v_prediction) | cosine (default: sd-zero-snr with v_prediction, sd with epsilon)")
     a("--latent-cache", help="folder for the encoded latents, shared between runs (default OUT/work)")
     a("--threads", type=int, help="CPU threads for torch (1 is often fastest on busy shared cores)")
     a("--resume", action="store_true", help="continue from OUT's checkpoint")

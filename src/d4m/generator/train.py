@@ -58,8 +58,12 @@ class TrainConfig:
     latent_norm: str = "channel"  # per-channel mean/std of the training latents | one global scale (older models)
     prediction: str = "v_prediction"  # what the UNet predicts: v_prediction | epsilon (older models)
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (None or 0: the plain loss)
-    schedule: str = "sd"  # noise schedule: sd | sd-zero-snr (needs v_prediction) | cosine
+    schedule: str | None = None  # sd | sd-zero-snr (needs v_prediction) | cosine; None: zero-SNR for v, sd for epsilon
     latent_cache: str | None = None  # folder of the encoded latents, shareable between runs (default OUT/work)
+
+    def __post_init__(self) -> None:
+        if self.schedule is None:  # the screens (RESULTS.md 2.1): zero terminal SNR pays with v-prediction
+            self.schedule = "sd-zero-snr" if self.prediction == "v_prediction" else "sd"
 
     def validate(self) -> None:
         checks = [("--epochs", self.epochs >= 1), ("--batch-size", self.batch_size >= 1), ("--lr", self.lr > 0),
