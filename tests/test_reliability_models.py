@@ -38,6 +38,14 @@ def small_folder(root: Path, classes=("cat", "dog"), n=2) -> Path:
     return root
 
 
+def _distill_error(tmp_path: Path, model: Path, capsys) -> tuple[int, str]:
+    """Distil a tiny folder with ``model`` in-process: the exit code and the one error line it must print."""
+    data = small_folder(tmp_path / "data")
+    rc = main(["distill", "--data", f"folder:{data}", "--ipc", "1", "--model", str(model), "--size", "16",
+               "--steps", "2", "--workers", "0", "--out", str(tmp_path / "run")])
+    return rc, one_error(capsys.readouterr().err)
+
+
 def _edit_json(path: Path, **updates) -> None:
     data = json.loads(path.read_text())
     data.update(updates)
@@ -103,10 +111,7 @@ def test_custom_code_is_refused_even_when_stdin_says_yes(tmp_path, model_copy, p
 @pytest.mark.parametrize("part", PICKLE_CASES)
 def test_pickled_weights_are_refused_in_every_component(tmp_path, model_copy, part, capsys):
     _pickle_only(model_copy, part)
-    data = small_folder(tmp_path / "data")
-    rc = main(["distill", "--data", f"folder:{data}", "--ipc", "1", "--model", str(model_copy), "--size", "16",
-               "--steps", "2", "--workers", "0", "--out", str(tmp_path / "run")])
-    err = one_error(capsys.readouterr().err)
+    rc, err = _distill_error(tmp_path, model_copy, capsys)
     assert rc == 2 and "pickles only" in err and f"{part}" in err, err
 
 
@@ -122,30 +127,21 @@ def test_pickled_vae_codec_is_refused(tmp_path, model_copy, capsys):
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\xff\xfe garbage", '"a string"'])
 def test_broken_json_in_a_model_folder_is_one_line(tmp_path, model_copy, content, capsys):
     (model_copy / "unet" / "config.json").write_bytes(content.encode("latin-1"))
-    data = small_folder(tmp_path / "data")
-    rc = main(["distill", "--data", f"folder:{data}", "--ipc", "1", "--model", str(model_copy), "--size", "16",
-               "--steps", "2", "--workers", "0", "--out", str(tmp_path / "run")])
-    err = one_error(capsys.readouterr().err)
+    rc, err = _distill_error(tmp_path, model_copy, capsys)
     assert rc == 2 and "unet" in err, err
 
 
 @pytest.mark.parametrize("content", ["{cut", "[]", "\x00\x01"])
 def test_broken_generator_d4m_json_is_one_line(tmp_path, model_copy, content, capsys):
     (model_copy / "d4m.json").write_bytes(content.encode())
-    data = small_folder(tmp_path / "data")
-    rc = main(["distill", "--data", f"folder:{data}", "--ipc", "1", "--model", str(model_copy), "--size", "16",
-               "--steps", "2", "--workers", "0", "--out", str(tmp_path / "run")])
-    err = one_error(capsys.readouterr().err)
+    rc, err = _distill_error(tmp_path, model_copy, capsys)
     assert rc == 2 and "d4m.json" in err, err
 
 
 @pytest.mark.parametrize("cls", ["UNet2DConditionModel", "NoSuchScheduler", "os.system"])
 def test_scheduler_class_must_be_a_diffusers_scheduler(tmp_path, model_copy, cls, capsys):
     _edit_json(model_copy / "scheduler" / "scheduler_config.json", _class_name=cls)
-    data = small_folder(tmp_path / "data")
-    rc = main(["distill", "--data", f"folder:{data}", "--ipc", "1", "--model", str(model_copy), "--size", "16",
-               "--steps", "2", "--workers", "0", "--out", str(tmp_path / "run")])
-    err = one_error(capsys.readouterr().err)
+    rc, err = _distill_error(tmp_path, model_copy, capsys)
     assert rc == 2 and "scheduler" in err, err
 
 
