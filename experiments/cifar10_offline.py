@@ -159,6 +159,11 @@ def main() -> int:
     return 0
 
 
+def ms(x: dict | None) -> str:
+    """A summary's {mean, std} as "mean ± std" (two decimals), or "-" when missing."""
+    return "-" if not x or x.get("mean") is None else f"{x['mean']:.2f} ± {x['std']:.2f}"
+
+
 def write_results(out: Path, p: dict, a) -> None:
     rows = []
     for e in p["evals"]:
@@ -167,9 +172,6 @@ def write_results(out: Path, p: dict, a) -> None:
         card = json.loads((folder / "card.json").read_text()) if (folder / "card.json").is_file() else None
         rows.append({**e, "top1": summary["last_epoch_top1"], "best": summary["best_epoch_top1"], "card": card})
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-
-    def ms(x):
-        return "-" if not x or x.get("mean") is None else f"{x['mean']:.2f} ± {x['std']:.2f}"
 
     lines = ["| method | IPC | recipe (epochs) | teacher | top-1 last epoch | best epoch | card: random real | "
              "card: hard labels | IOR | HLR |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10_offline import Runner  # noqa: E402  (the same resumable command runner)
+from cifar10_offline import Runner, ms  # noqa: E402  (the same resumable command runner and table cell)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,9 +125,6 @@ def main() -> int:
 
 
 def write_results(out: Path, a) -> None:
-    def ms(x):
-        return "-" if not x or x.get("mean") is None else f"{x['mean']:.2f} ± {x['std']:.2f}"
-
     grid = {cell(s, g): summary(out, cell(s, g)) for s in a.strengths for g in a.guidance}
     lines = ["| strength \\ guidance | " + " | ".join(f"{g:g}" for g in a.guidance) + " |",
              "|---|" + "---|" * len(a.guidance)]

@@ -2,7 +2,7 @@
 
     python experiments/loss_curves.py OUT.png RUN [RUN ...] [--by-objective]
 
-Each RUN is a `d4m generator train` output folder (or a copy holding its loss.csv); the label is the folder name.
+Each RUN is a `d4m generator train` output folder (its loss.csv and train.json); the label is the folder name.
 Runs trained with different objectives (epsilon vs v-prediction) have losses of different scale, so ``--by-objective``
 draws one panel per ``prediction`` read from each run's train.json.
 """
@@ -20,12 +20,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def read_curve(run: Path) -> tuple[list[float], list[float], int]:
-    """(samples seen, loss) per logged step, and the batch size, from a run's loss.csv and train.json."""
+def read_curve(run: Path) -> tuple[list[int], list[float]]:
+    """(samples seen, loss) per logged step, from a run's loss.csv and the batch size in its train.json."""
     batch = json.loads((run / "train.json").read_text()).get("batch_size", 1)
     with open(run / "loss.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return [int(r["step"]) * batch for r in rows], [float(r["loss"]) for r in rows], batch
+    return [int(r["step"]) * batch for r in rows], [float(r["loss"]) for r in rows]
 
 
 def objective(run: Path) -> str:
@@ -44,7 +44,7 @@ def main() -> int:
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
     for ax, (title, runs) in zip(axes[0], groups.items()):
         for run in runs:
-            x, y, _ = read_curve(run)
+            x, y = read_curve(run)
             ax.plot([v / 1000 for v in x], y, label=run.name, lw=1.2)
             print(f"{run.name}: {len(y)} points, loss {y[0]:.3f} at {x[0]} samples -> {y[-1]:.3f} at {x[-1]}")
         ax.set_xlabel("training samples (thousands)")
