@@ -56,7 +56,7 @@ def distill(data: str | None = None, *, out: str | Path | None = None, config: s
 
 
 def find_prototypes(data: str | None = None, *, out: str | Path | None = None, config: str | Path | None = None,
-               preset: str | None = None, force: bool = False, **settings) -> Run:
+                    preset: str | None = None, force: bool = False, **settings) -> Run:
     """Stage 1 alone: encode the dataset, k-means each class into IPC prototypes (``d4m prototypes``).
 
     Example::
@@ -69,7 +69,7 @@ def find_prototypes(data: str | None = None, *, out: str | Path | None = None, c
 
 def _first_stage(stage, data, out, config, preset, force, settings) -> Run:
     given = given_settings(stage, {**settings, "data": data, "out": str(out) if out is not None else None,
-                              "preset": preset})
+                                   "preset": preset})
     cfg = resolve(given, str(config) if config is not None else None)
     if not cfg.data:
         raise ConfigError("--data is required (e.g. --data cifar10:~/data or --data folder:PATH)")
