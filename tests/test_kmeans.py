@@ -111,3 +111,18 @@ def test_reassign_small_uses_at_most_half_the_batch():
     assert moved == 2  # 4 nearly empty centres, a batch of 4: only 2, the smallest counts first (ties by index)
     assert torch.equal(new[:2], batch[:2]) and torch.equal(new[2:], centres[2:])
     assert new_counts.tolist() == [0.0, 0.0, 3.0, 0.0, 500.0]  # the moved ones take the smallest kept count (0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the lent GPU machine)")
+def test_online_kmeans_on_cuda_with_a_cpu_generator_matches_the_cpu_run():
+    # the prototype stage seeds k-means with a CPU generator whatever the device; the latents may live on the GPU
+    x = blobs(k=10)
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        km = OnlineKMeans(10, torch.Generator().manual_seed(0), reassign_ratio=0.01)
+        for i in range(0, len(x), 100):
+            km.partial_fit(x[i : i + 100].to(dev))
+        assert km.centres.device.type == dev
+        runs[dev] = km
+    assert torch.equal(runs["cpu"].counts, runs["cuda"].counts.cpu())
+    assert torch.allclose(runs["cpu"].centres, runs["cuda"].centres.cpu(), atol=1e-4)

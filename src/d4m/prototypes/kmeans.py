@@ -55,7 +55,9 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
             nxt = next(i for i in range(n) if i not in used)
             centres.append(x[nxt])
             continue
-        u = torch.rand(trials, generator=generator, dtype=torch.float64) * total
+        # drawn on the generator's device (a CPU generator for data on a GPU), so every device draws the same u
+        u = torch.rand(trials, generator=generator, dtype=torch.float64, device=generator.device) * total
+        u = u.to(closest.device)
         candidates = torch.searchsorted(closest.cumsum(0), u).clamp_max(n - 1)
         cand_d = squared_distances(x, x[candidates]).double()  # [n, trials]
         new_closest = torch.minimum(closest[:, None], cand_d)
