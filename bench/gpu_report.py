@@ -34,7 +34,10 @@ def render(r: dict | None) -> list[str]:
     if syn.get("official"):
         o = syn["official"]
         out += [f"Synthesis, UNet {_f(syn.get('unet_params_m'), '.0f')} M parameters, max |latent difference| d4m vs "
-                f"pipeline (same seeds, {syn.get('settings', {}).get('dtype')}): {_f(syn.get('max_abs_latent_diff'), '.2e')}.", "",
+                f"pipeline (same seeds, {syn.get('settings', {}).get('dtype')}): {_f(syn.get('max_abs_latent_diff'), '.2e')} "
+                f"(max |latent| {_f(syn.get('latent_scale'), '.2f')}; one image per call "
+                f"{_f(syn.get('max_abs_latent_diff_b1'), '.2e')}; fp32 {_f(syn.get('max_abs_latent_diff_fp32'), '.2e')}).",
+                "",
                 "| side | batch | s/image | images/s | peak GiB | ratio vs official |", "|---|---|---|---|---|---|",
                 f"| official (pipeline, 1 image/call) | 1 | {_f(o['s_per_image'])} | {_f(o['images_per_s'])} | "
                 f"{_f(o.get('peak_gib'), '.1f')} | 1 |"]
@@ -57,3 +60,15 @@ def render(r: dict | None) -> list[str]:
     for name in ("generator", "distill"):
         out += [f"- {name}: {line}" for line in ph.get(name, {}).get("summary", [])]
     return out
+
+
+def render_runs(runs: list[dict]) -> list[str]:
+    """Every GPU run's results in order (bench/results/gpu.json, gpu-2.json, ...), each under its command line."""
+    if not runs:
+        return render(None)
+    out = []
+    for i, r in enumerate(runs, 1):
+        if len(runs) > 1:
+            out += [f"**Run {i}** (`gpu_run.py {' '.join(r.get('argv', []))}`)", ""]
+        out += [*render(r), ""]
+    return out[:-1]

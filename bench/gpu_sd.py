@@ -81,6 +81,37 @@ def build_models(s: dict, device: str, work: Path):
     return unet, vae, text, tokenizer, sched
 
 
+@torch.no_grad()
+def fp32_difference(unet, text, tokenizer, vae, sched, protos, dev: str, steps: int) -> tuple[float, float]:
+    """Max |d4m latent - pipeline latent| for one image with fp32 copies of the UNet and text encoder, and the
+    pipeline latent's max |value|."""
+    import copy
+
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    from d4m.seeding import cpu_generator
+    from d4m.synthesis.generator import Generator, embed_prompts
+    from d4m.synthesis.img2img import denoise
+
+    unet32, text32 = copy.deepcopy(unet).float(), copy.deepcopy(text).float()
+    pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text32, tokenizer=tokenizer, unet=unet32,
+                                          scheduler=sched, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    z0 = protos.to(dev, torch.float32)
+    ref = pipe(prompt=PROMPTS[0], image=z0, strength=0.7, guidance_scale=8.0, num_inference_steps=steps,
+               negative_prompt=NEGATIVE, output_type="latent", generator=cpu_generator(0, "synthesis", 0, 0)).images
+    gen = Generator(unet32, text32, tokenizer, sched, "random SD v1.5 (fp32)", {})
+    cond, uncond = embed_prompts(gen, [PROMPTS[0]], dev), embed_prompts(gen, [NEGATIVE], dev)
+    mine = denoise(unet32, sched, z0, cond, uncond, strength=0.7, steps=steps, guidance=8.0,
+                   generators=[cpu_generator(0, "synthesis", 0, 0)])
+    diff, scale = float((ref.float() - mine.float()).abs().max()), float(ref.float().abs().max())
+    del unet32, text32, pipe
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+    return diff, scale
+
+
 def phase_synthesis(ctx, rec: dict) -> None:
     from diffusers import StableDiffusionImg2ImgPipeline
     from diffusers.utils import logging as dlog
@@ -140,6 +171,13 @@ def phase_synthesis(ctx, rec: dict) -> None:
     mine = ours([0, 1])
     rec["max_abs_latent_diff"] = float((ref.float() - mine.float()).abs().max())
     rec["latent_scale"] = float(ref.float().abs().max())
+    # the H200 run found the batched difference as large as the latents; one image per call, then fp32, tell
+    # batch-dependent fp16 kernels apart from a real difference between the two sides
+    single = torch.cat([ours([i]) for i in (0, 1)])
+    rec["max_abs_latent_diff_b1"] = float((ref.float() - single.float()).abs().max())
+    rec["max_abs_latent_diff_fp32"], rec["latent_scale_fp32"] = fp32_difference(
+        unet, text, tokenizer, vae, sched, protos[:1], dev, s["steps"])
+    ctx.record("synthesis", rec)
     n = s["official_images"]
     reset_peak(dev)
     t = time.perf_counter()

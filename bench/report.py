@@ -17,6 +17,12 @@ def _load(name: str, quick: bool) -> dict | None:
     return None
 
 
+def _run_order(path: Path) -> int:
+    """gpu.json is the first GPU run, gpu-2.json the second, ..."""
+    tail = path.stem.partition("-")[2]
+    return int(tail) if tail.isdigit() else 1
+
+
 def _yes(flag) -> str:
     return "n/a" if flag is None else ("yes" if flag else "**no**")
 
@@ -139,9 +145,10 @@ def render(quick: bool = False, notes: str = "") -> str:
         out += [f"## {title}", ""]
         out += fn(results[name]) if results[name] else ["(not run)"]
         out.append("")
-    from gpu_report import TITLE, render as gpu_render
+    from gpu_report import TITLE, render_runs
 
-    out += [f"## {TITLE}", "", *gpu_render(_load("gpu", False)), ""]
+    runs = [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("gpu*.json"), key=_run_order)]
+    out += [f"## {TITLE}", "", *render_runs(runs), ""]
     if notes:
         out += [notes.strip(), ""]
     return "\n".join(out)

@@ -91,6 +91,8 @@ def test_smoke_runs_every_phase_through_the_device_command(smoke):
     assert {k: v["status"] for k, v in phases.items()} == dict.fromkeys(phases, "ok"), phases
     syn = phases["synthesis"]
     assert syn["max_abs_latent_diff"] < 1e-3 * syn["latent_scale"]  # d4m's denoise = the pipeline, same seeds
+    assert syn["max_abs_latent_diff_b1"] < 1e-3 * syn["latent_scale"]  # one image per call
+    assert syn["max_abs_latent_diff_fp32"] < 1e-4 * syn["latent_scale_fp32"]  # fp32 copies of the models
     assert syn["official"]["images_per_s"] > 0 and syn["ratio"] > 0
     assert "ipc50_gpus8" in phases["encoding"]["projection"]
     gen = phases["generator"]
