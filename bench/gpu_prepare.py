@@ -99,11 +99,18 @@ def check_wheels(wheels: Path, imports: list[str]) -> str:
 
 
 def fit_per_class(repo: Path, shared: Path, seed: int = 0, margin: int = 2 * 2**20) -> int:
-    """The most images per class (CIFAR-10 has 5,000) whose kit leaves ``margin`` under the 64 MiB."""
-    for n in (5000, 4500, 4000, 3500, 3000, 2000, 1000):
-        if K.estimate(repo, shared, n, seed)["total"] + margin <= K.LIMIT:
-            return n
-    raise SystemExit("gpu_prepare: not even 1,000 images per class fit beside the tracked files in 64 MiB")
+    """The most images per class (CIFAR-10 has 5,000; a multiple of 100) whose kit leaves ``margin`` under the
+    64 MiB: a binary search, since the tracked files (a committed generator, say) take what they take."""
+    def fits(n: int) -> bool:
+        return K.estimate(repo, shared, n, seed)["total"] + margin <= K.LIMIT
+
+    if not fits(1000):
+        raise SystemExit("gpu_prepare: not even 1,000 images per class fit beside the tracked files in 64 MiB")
+    lo, hi = 10, 50  # in hundreds: lo fits, and everything above hi is more than CIFAR-10 has
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(100 * mid) else (lo, mid - 1)
+    return 100 * lo
 
 
 def prepare(repo: Path, shared: Path, *, per_class: int = 4000, seed: int = 0, wheels_from: Path | None = None,
