@@ -1,6 +1,6 @@
 """Table 4 and the strength x guidance grid with a d4m-trained generator, on CIFAR-10 (issue 13).
 
-    python experiments/generator_ablation.py --generator DIR [--shared ../shared] [--out runs/ablation-c10]
+    python experiments/generator_ablation.py [--generator DIR] [--shared ../shared] [--out runs/ablation-c10]
         [--strengths 0.3 0.5 0.7 0.9] [--guidance 1 2 4 8] [--seeds 3] [--epochs 150] [--jobs 2]
         [--phase base|grid|table|all] [--cards all|best] [--smoke]
 
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_offline import Runner, ms  # noqa: E402  (the same resumable command runner and table cell)
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GENERATOR = ROOT / "generators" / "cifar10-taef2-small"  # trained on a lent H200 (RESULTS.md 2.4)
 
 
 def cell(strength: float, guidance: float) -> str:
@@ -58,7 +59,9 @@ def best_cell(out: Path, a) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--generator", help="a `d4m generator train` output (needed for grid and table)")
+    ap.add_argument("--generator", default=str(DEFAULT_GENERATOR) if DEFAULT_GENERATOR.is_dir() else None,
+                    help="a `d4m generator train` output (needed for grid and table; default: the one that ships, "
+                         "generators/cifar10-taef2-small)")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "ablation-c10"))
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])
