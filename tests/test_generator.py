@@ -92,6 +92,9 @@ def test_a_generator_folder_can_name_its_text_encoder_instead_of_holding_it(trai
     prompts = ["airplane", "truck", ""]
     assert torch.equal(embed_prompts(full, prompts, "cpu"), embed_prompts(named, prompts, "cpu"))
     info = json.loads((slim / "d4m.json").read_text())
+    (slim / "d4m.json").write_text(json.dumps(dict(info, text_encoder=str(tmp_path / "gone"))))
+    with pytest.raises(ModelError, match=rf"^--model {slim}: text encoder '.*gone' \(named in its d4m.json\)"):
+        load_generator(str(slim))
     del info["train"]["max_tokens"]
     (slim / "d4m.json").write_text(json.dumps(info))
     with pytest.raises(ModelError, match="train.max_tokens"):
