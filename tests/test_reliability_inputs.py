@@ -254,6 +254,24 @@ def test_ctrl_c_during_start_up_and_work_exits_130_without_traceback(tmp_path, t
         assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err, err[-3000:]
 
 
+def test_ctrl_c_during_torch_start_up_is_held_until_it_returns():
+    from d4m.cli.main import with_sigint_deferred
+
+    steps = []
+
+    def interrupted_work():
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-call, as Ctrl-C during `import torch` would
+        time.sleep(0.05)
+        steps.append("finished")
+        return 7
+
+    with pytest.raises(KeyboardInterrupt):
+        with_sigint_deferred(interrupted_work)
+    assert steps == ["finished"]
+    assert with_sigint_deferred(lambda: 3) == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 # ---------------------------------------------------------------- workers: picklable, one pool, spawn
 def test_datasets_and_loaders_pickle(tmp_path):
     from d4m.data import open_dataset

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from d4m import __version__
 from d4m.errors import D4MError, missing_package
@@ -30,10 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_sigint_deferred(fn):
+    """``fn()`` with Ctrl-C held back until it returns, then raised as KeyboardInterrupt.
+
+    For torch's start-up: a KeyboardInterrupt raised inside its C++ import code escapes as a C++ exception and aborts
+    the process (SIGABRT, seen once in CI) instead of exiting 130. Off the main thread ``fn`` simply runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(True))
+    try:
+        result = fn()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:
+        raise KeyboardInterrupt
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user error is one line on stderr (exit 2), Ctrl-C at any moment exits 130."""
     verbose = False
     try:
+        with_sigint_deferred(lambda: importlib.import_module("torch"))
         parser = build_parser()
         args = parser.parse_args(argv)
         verbose = args.verbose
