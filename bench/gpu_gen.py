@@ -54,8 +54,8 @@ def phase_generator(ctx, rec: dict) -> None:
     from d4m.codec import build_codec
     from d4m.data import open_dataset
     from d4m.generator.latents import encode_dataset, select_indices
-    from d4m.generator.text import EmbeddingTable
     from d4m.generator.train import run_train
+    from d4m.text_encoders import EmbeddingTable
 
     s = settings(ctx.smoke, ctx.args)
     budget = rec["deadline_s"]  # the phase's own deadline (scaled), set by gpu_run.run_phase
@@ -119,6 +119,8 @@ def export_parts(model: Path, table, stage: Path, out: Path) -> dict:
     d4m.json, loss.csv and the embedding table, as one tar split into ``generator.tar.partNN`` files in ``out``."""
     from diffusers import UNet2DConditionModel
 
+    from d4m.text_encoders import TABLE_FILE
+
     if stage.exists():
         shutil.rmtree(stage)
     folder = stage / model.name
@@ -130,7 +132,7 @@ def export_parts(model: Path, table, stage: Path, out: Path) -> dict:
     for name in ("d4m.json", "loss.csv", "train.json"):
         if (model / name).is_file():
             shutil.copy2(model / name, folder / name)
-    table.save(folder / "text-embeddings.safetensors")
+    table.save(folder / TABLE_FILE)
     shards = sorted(p.stat().st_size for p in (folder / "unet").glob("*.safetensors"))
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     if shards[-1] > 15 * 10**6 or total > MAX_GENERATOR_BYTES:
@@ -157,9 +159,10 @@ def classifier_check(ctx, cfg, table, s: dict) -> dict:
     from d4m.data import open_dataset
     from d4m.generator.sample import sample_to_folder
     from d4m.models import load_teacher
+    from d4m.synthesis.generator import load_generator
 
     dev = cfg.device
-    gen = table.generator(cfg.out, device=dev)
+    gen = load_generator(cfg.out, device=dev, table=table)
     folder = ctx.work / "samples"
     if folder.exists():
         shutil.rmtree(folder)
@@ -181,11 +184,12 @@ def phase_distill(ctx, rec: dict) -> None:
     from d4m.codec import build_codec
     from d4m.config import DistillConfig
     from d4m.data import open_dataset
-    from d4m.generator.text import EmbeddingTable
     from d4m.parallel import topology
     from d4m.prototypes.stage import load_prototypes, run_prototypes
     from d4m.runio.rundir import RunDir
+    from d4m.synthesis.generator import load_generator
     from d4m.synthesis.stage import run_synthesis
+    from d4m.text_encoders import EmbeddingTable
 
     s = settings(ctx.smoke, ctx.args)
     model = ctx.work / "generator"
@@ -201,7 +205,7 @@ def phase_distill(ctx, rec: dict) -> None:
     dataset = open_dataset(cfg.data, "train")
     codec = build_codec(cfg.codec, device=dev, dtype=dtype)
     topo = topology(dev)
-    gen = table.generator(model, device=dev, dtype=dtype)
+    gen = load_generator(model, device=dev, dtype=dtype, table=table)
     runs = {}
     for strength in (0.5, 0.7):
         cfg.strength = strength

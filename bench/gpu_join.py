@@ -23,12 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-TABLE = "text-embeddings.safetensors"
-
-
 def join(results: Path, out: Path, codec: str | None = None, text_encoder: str | None = None,
          atol: float = 1e-5, copy_encoder: bool = False) -> Path:
-    from d4m.generator.text import EmbeddingTable, load_text_encoder
+    from d4m.generator.text import load_text_encoder
+    from d4m.text_encoders import TABLE_FILE, EmbeddingTable
 
     parts = sorted(Path(results).glob("generator.tar.part*"))
     if not parts:
@@ -43,7 +41,7 @@ def join(results: Path, out: Path, codec: str | None = None, text_encoder: str |
     with tarfile.open(fileobj=blob) as tar:
         tar.extractall(stage, filter="data")
     (folder,) = [p for p in stage.iterdir() if p.is_dir()]
-    table = EmbeddingTable.load(folder / TABLE)
+    table = EmbeddingTable.load(folder / TABLE_FILE)
     info = json.loads((folder / "d4m.json").read_text())
     encoder = load_text_encoder(text_encoder or info["text_encoder"], table.max_tokens)
     here = encoder.embed(table.prompts, "cpu")

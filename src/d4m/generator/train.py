@@ -185,10 +185,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
         ema.load_state_dict(state["ema"])
         step, history = int(state["step"]), list(state["history"])
         log.info("resuming %s at step %d", out, step)
-    if learned is None:
-        unet, opt = acc.prepare(unet, opt)
-    else:  # prepared too, so that several processes keep one embedding
-        unet, learned, opt = acc.prepare(unet, learned, opt)
+    unet, learned, opt = acc.prepare(unet, learned, opt)  # the embedding too: several processes keep one (None stays)
     if state is not None and state.get("scaler") is not None and acc.scaler is not None:
         acc.scaler.load_state_dict(state["scaler"])
     ema.to(dev)

@@ -102,10 +102,14 @@ def encoder_by_name(model: str) -> str | None:
     return model_info(model).get("text_encoder")
 
 
-def load_text_parts(model: str, dtype) -> tuple:
-    """(text encoder, tokenizer) of a model folder: its own sub-folders, or the encoder its d4m.json names."""
+def load_text_parts(model: str, dtype, table=None) -> tuple:
+    """(text encoder, tokenizer) of a model folder: stand-ins for ``table`` (an ``EmbeddingTable``) when given, else
+    the folder's own sub-folders, or the encoder its d4m.json names."""
     from transformers import AutoModel, AutoTokenizer
 
+    if table is not None:
+        text_encoder, tokenizer = table.generator_parts()
+        return text_encoder.to(dtype), tokenizer
     spec = encoder_by_name(model)
     if spec is None:
         text_encoder = load_component(AutoModel.from_pretrained, model, "text_encoder", "text encoder",
@@ -120,8 +124,7 @@ def load_text_parts(model: str, dtype) -> tuple:
         if not path.is_file():
             raise ModelError(f"--model {model}: d4m.json says its class embedding was learned, but {TABLE_FILE} "
                              "is missing")
-        text_encoder, tokenizer = EmbeddingTable.load(path).generator_parts()
-        return text_encoder.to(dtype), tokenizer
+        return load_text_parts(model, dtype, EmbeddingTable.load(path))
     max_tokens = model_info(model).get("train", {}).get("max_tokens")
     if not isinstance(max_tokens, int):
         raise ModelError(f"--model {model}: d4m.json names text encoder {spec!r} but not the train.max_tokens its "
@@ -151,13 +154,17 @@ def load_scheduler(model: str, name: str | None = None):
         raise ModelError(f"--model {model}: scheduler/ settings do not fit {cls.__name__} ({exc})") from None
 
 
-def load_generator(model: str, device="cpu", dtype=torch.float32, scheduler: str | None = None) -> Generator:
+def load_generator(model: str, device="cpu", dtype=torch.float32, scheduler: str | None = None,
+                   table=None) -> Generator:
+    """A model's UNet, text encoder, tokenizer and scheduler; ``table`` (a ``d4m.text_encoders.EmbeddingTable``)
+    stands in for the text encoder where its files are absent (a generator trained on a GPU machine)."""
     from diffusers import UNet2DConditionModel
 
+    model = str(model)
     check_model_dir(model)
     unet = load_component(UNet2DConditionModel.from_pretrained, model, "unet", "UNet", library="diffusers",
                           torch_dtype=dtype)
-    text_encoder, tokenizer = load_text_parts(model, dtype)
+    text_encoder, tokenizer = load_text_parts(model, dtype, table)
     sched = load_scheduler(model, scheduler)
     info = model_info(model)
     for m in (unet, text_encoder):
