@@ -42,7 +42,7 @@ def train_generator(data: str, codec: str, out: str | Path, *, resume: bool = Fa
 
 
 def sample_generator(model: str | Path, out: str | Path, *, per_class: int, codec: str | None = None, steps: int = 50,
-                     guidance: float = 3.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
+                     guidance: float = 8.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
                      threads: int | None = None, grid: str | Path | None = None,
                      scheduler: str | None = None) -> list[Path]:
     """Class-conditional images from pure noise into an ImageFolder (``d4m generator sample``); returns the files.

@@ -56,7 +56,8 @@ def register(sub) -> None:
     b("--per-class", type=int, required=True, help="images per class")
     b("--out", required=True, help="output ImageFolder (one 000_name/ folder per class)")
     b("--steps", type=int, default=50, help="scheduler steps")
-    b("--guidance", type=float, default=3.0, help="classifier-free guidance scale (<= 1: none)")
+    b("--guidance", type=float, default=8.0,
+      help="classifier-free guidance scale (<= 1: none; default 8, distillation's and the paper's)")
     b("--scheduler", help="sampler instead of the model's own: ddim | dpm (DPM-Solver++) | euler | ...")
     b("--seed", type=int, default=0)
     b("--batch-size", type=int, default=50)

@@ -39,7 +39,7 @@ def txt2img(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor, noise: to
     return latents
 
 
-def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: float = 3.0, seed: int = 0,
+def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: float = 8.0, seed: int = 0,
                   batch_size: int = 50, device="cpu", progress: bool = True) -> Iterator[tuple[int, int, torch.Tensor]]:
     """(class, index, image [3, H, W] in [0, 1]) for ``per_class`` images of every class of a d4m-trained ``gen``."""
     from d4m.errors import ModelError
@@ -67,7 +67,7 @@ def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: floa
 
 
 def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *, steps: int = 50,
-                     guidance: float = 3.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
+                     guidance: float = 8.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
                      grid: Path | None = None, scheduler: str | None = None) -> list[Path]:
     from torchvision.utils import save_image
 
