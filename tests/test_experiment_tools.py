@@ -93,3 +93,52 @@ def test_generator_ablation_picks_the_best_cell_and_tabulates(tmp_path, capsys):
     assert "| 0.5 | 20.00 | 24.00 |" in md and "| 0.7 | 21.00 | 23.00 |" in md  # seed 0 of each cell
     assert "| d4m-s0.5-g8 | 25.00 ± 0.50 | 30.00 ± 0.40 | 31.00 ± 0.30 | -5.0 |" in md
     assert "d4m-s0.7-g8 |" not in md.split("| images")[1]  # one-seed cells stay out of the table
+
+
+def test_val_pick_holds_out_the_pool_and_scores_students_on_the_split(tmp_path, cifar_subset):
+    import json
+
+    import torch
+
+    from d4m.data import open_dataset
+    from d4m.evaluate.val import ValSet
+    from d4m.models import create_model, load_teacher
+    from d4m.models.teachers import save_checkpoint
+
+    data = open_dataset(f"folder:{cifar_subset}", "train")
+    taken = data.describe(data.indices_of(3)[-1])  # an image a run used (its manifest's source)
+    runs = []
+    for name, seed_tops in (("d4m-a", [11.0]), ("d4m-b", [12.0, 13.0]), ("random-real", [30.0])):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "manifest.jsonl").write_text(json.dumps({"source": taken}) + "\n")
+        for k, top in enumerate(seed_tops):
+            seed_dir = run / "eval" / "convnet-w128" / "locked" / f"seed{k}"
+            seed_dir.mkdir(parents=True)
+            torch.manual_seed(len(runs) * 10 + k)
+            save_checkpoint(seed_dir / "student.safetensors", create_model("convnet-w128", 10, 32), "convnet-w128",
+                            data.classes, 32)
+            (seed_dir / "metrics.json").write_text(json.dumps({"last_top1": top}))
+        runs.append(str(run))
+    split = tmp_path / "split"
+    out = _script("val_pick.py", "--data", f"folder:{cifar_subset}", "--split-dir", str(split), "--per-class", "8",
+                  "--exclude-pool", "10", "--json", str(tmp_path / "rows.json"), *runs)
+    files = sorted(p for p in split.rglob("*.jpg"))
+    assert len(files) == 80 and all(p.is_symlink() for p in files)
+    from d4m.seeding import cpu_generator
+
+    sources = {p.resolve() for p in files}
+    assert Path(taken).resolve() not in sources
+    for c in range(10):  # none of the first 10 images of the prototype stage's order (the pool)
+        idx = data.indices_of(c)
+        order = torch.randperm(len(idx), generator=cpu_generator(0, "order", c)).tolist()
+        assert not {Path(data.describe(idx[j])).resolve() for j in order[:10]} & sources
+    rows = {r["run"]: r for r in json.loads((tmp_path / "rows.json").read_text())}
+    val = ValSet(f"folder:{split}", 32)
+    ckpt = tmp_path / "d4m-b" / "eval" / "convnet-w128" / "locked" / "seed1" / "student.safetensors"
+    student = load_teacher(f"checkpoint:{ckpt}", classes=val.classes)
+    assert rows["d4m-b"]["val_all"][1] == val.top1(student.model, columns=student.columns)
+    assert rows["d4m-b"]["test_all"] == [12.0, 13.0] and rows["d4m-b"]["seeds"] == 2
+    first = "d4m-b" if rows["d4m-b"]["val_all"][0] > rows["d4m-a"]["val_all"][0] else "d4m-a"  # max keeps the first
+    assert f"first on val (seed 0, recipe locked): {first} " in out  # random-real is not ranked
+    assert "first on test (seed 0, recipe locked): d4m-b (12.00)" in out
