@@ -1,10 +1,11 @@
 """Plot the training loss of `d4m generator train` runs (their loss.csv) against samples seen.
 
-    python experiments/loss_curves.py OUT.png RUN [RUN ...] [--by-objective]
+    python experiments/loss_curves.py OUT.png RUN [RUN ...] [--by-objective] [--max-samples N]
 
 Each RUN is a `d4m generator train` output folder (its loss.csv and train.json); the label is the folder name.
 Runs trained with different objectives (epsilon vs v-prediction) have losses of different scale, so ``--by-objective``
-draws one panel per ``prediction`` read from each run's train.json.
+draws one panel per ``prediction`` read from each run's train.json; ``--max-samples`` cuts every curve there, so
+runs trained for different lengths are compared at equal budgets.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("runs", type=Path, nargs="+")
     ap.add_argument("--by-objective", action="store_true", help="one panel per objective (epsilon, v_prediction)")
+    ap.add_argument("--max-samples", type=int, help="plot each curve up to this many training samples")
     a = ap.parse_args()
     groups: dict[str, list[Path]] = {}
     for run in a.runs:
@@ -45,6 +47,9 @@ def main() -> int:
     for ax, (title, runs) in zip(axes[0], groups.items()):
         for run in runs:
             x, y = read_curve(run)
+            if a.max_samples:
+                keep = [i for i, v in enumerate(x) if v <= a.max_samples]
+                x, y = [x[i] for i in keep], [y[i] for i in keep]
             ax.plot([v / 1000 for v in x], y, label=run.name, lw=1.2)
             print(f"{run.name}: {len(y)} points, loss {y[0]:.3f} at {x[0]} samples -> {y[-1]:.3f} at {x[-1]}")
         ax.set_xlabel("training samples (thousands)")

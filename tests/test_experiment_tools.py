@@ -142,3 +142,21 @@ def test_val_pick_holds_out_the_pool_and_scores_students_on_the_split(tmp_path, 
     first = "d4m-b" if rows["d4m-b"]["val_all"][0] > rows["d4m-a"]["val_all"][0] else "d4m-a"  # max keeps the first
     assert f"first on val (seed 0, recipe locked): {first} " in out  # random-real is not ranked
     assert "first on test (seed 0, recipe locked): d4m-b (12.00)" in out
+
+
+def test_loss_curves_cut_every_run_at_the_sample_budget(tmp_path):
+    import json
+
+    runs = []
+    for name, pred, steps in (("short", "epsilon", 4), ("long", "v_prediction", 10)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "train.json").write_text(json.dumps({"batch_size": 32, "prediction": pred}))
+        rows = "".join(f"{s},0,{1.0 / s:.6f},5e-4,50\n" for s in range(1, steps + 1))
+        (run / "loss.csv").write_text("step,epoch,loss,lr,samples_per_s\n" + rows)
+        runs.append(str(run))
+    png = tmp_path / "curves.png"
+    out = _script("loss_curves.py", str(png), *runs, "--by-objective", "--max-samples", "160")
+    assert png.stat().st_size > 0
+    assert "short: 4 points, loss 1.000 at 32 samples -> 0.250 at 128" in out
+    assert "long: 5 points, loss 1.000 at 32 samples -> 0.200 at 160" in out
