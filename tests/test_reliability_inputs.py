@@ -265,11 +265,32 @@ def test_ctrl_c_during_torch_start_up_is_held_until_it_returns():
         steps.append("finished")
         return 7
 
-    with pytest.raises(KeyboardInterrupt):
-        with_sigint_deferred(interrupted_work)
-    assert steps == ["finished"]
-    assert with_sigint_deferred(lambda: 3) == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever launched pytest
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with_sigint_deferred(interrupted_work)
+        assert steps == ["finished"]
+        assert with_sigint_deferred(lambda: 3) == 3
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_ignored_by_the_launcher_stays_ignored_during_start_up():
+    """Under `nohup d4m ... &` SIGINT is ignored: the deferral must neither catch nor re-raise it."""
+    from d4m.cli.main import with_sigint_deferred
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        def interrupted_work():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            return 7
+
+        assert with_sigint_deferred(interrupted_work) == 7
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 # ---------------------------------------------------------------- workers: picklable, one pool, spawn

@@ -36,8 +36,11 @@ def with_sigint_deferred(fn):
     """``fn()`` with Ctrl-C held back until it returns, then raised as KeyboardInterrupt.
 
     For torch's start-up: a KeyboardInterrupt raised inside its C++ import code escapes as a C++ exception and aborts
-    the process (SIGABRT, seen once in CI) instead of exiting 130. Off the main thread ``fn`` simply runs."""
+    the process (SIGABRT, seen once in CI) instead of exiting 130. Off the main thread, or where SIGINT does not
+    raise KeyboardInterrupt (ignored, as under ``nohup ... &``, or handled by the caller), ``fn`` simply runs."""
     if threading.current_thread() is not threading.main_thread():
+        return fn()
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return fn()
     seen = []
     previous = signal.signal(signal.SIGINT, lambda *_: seen.append(True))
