@@ -27,13 +27,14 @@ import torch
 
 def held_out(dataset, pool: int, per_class: int, used: set[str], seed: int = 0) -> list[int]:
     """Per class, ``per_class`` indices outside the prototype pool and ``used``, in a seeded order."""
+    from d4m.config import DistillConfig
+    from d4m.prototypes.stage import class_indices
     from d4m.seeding import cpu_generator
 
     out = []
-    for c in range(len(dataset.classes)):
-        idx = dataset.indices_of(c)
-        order = torch.randperm(len(idx), generator=cpu_generator(seed, "order", c)).tolist()  # the prototype order
-        rest = [idx[j] for j in order[pool:] if dataset.describe(idx[j]) not in used]
+    # each class in the prototype stage's seeded order, whole: its first ``pool`` are what k-means clustered
+    for c, order in enumerate(class_indices(dataset, DistillConfig(ipc=1, seed=seed))):
+        rest = [i for i in order[pool:] if dataset.describe(i) not in used]
         pick = torch.randperm(len(rest), generator=cpu_generator(seed, "val-pick", c)).tolist()[:per_class]
         if len(pick) < per_class:
             raise SystemExit(f"class {dataset.classes[c]}: only {len(rest)} held-out images, --per-class {per_class}")

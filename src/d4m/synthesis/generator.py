@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from d4m.errors import ConfigError, ModelError
+from d4m.errors import ModelError
 from d4m.pretrained import check_folder, load_component
 from d4m.runio.textfiles import read_json
 
@@ -129,11 +129,8 @@ def load_text_parts(model: str, dtype, table=None) -> tuple:
     if not isinstance(max_tokens, int):
         raise ModelError(f"--model {model}: d4m.json names text encoder {spec!r} but not the train.max_tokens its "
                          "prompts were padded to")
-    try:
-        text_encoder, tokenizer, _ = load_text_encoder_parts(spec, max_tokens, dtype=dtype)
-    except (ConfigError, ModelError) as exc:  # name the folder the user gave, not a training flag
-        msg = str(exc).removeprefix(f"--text-encoder {spec}: ").removeprefix(f"--text-encoder {spec} ")
-        raise type(exc)(f"--model {model}: text encoder {spec!r} (named in its d4m.json): {msg}") from None
+    label = f"--model {model}: text encoder {spec!r} (named in its d4m.json)"  # the folder the user gave
+    text_encoder, tokenizer, _ = load_text_encoder_parts(spec, max_tokens, dtype=dtype, label=label)
     return text_encoder, tokenizer
 
 
