@@ -10,7 +10,7 @@ image made from it: a k-means centre that averaged hundreds of latents decodes t
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,8 @@ def laplacian_variance(path: Path) -> float:
 
 def describe(run: Path) -> str:
     rows = d4m.Run(run).manifest()
+    if not rows:
+        raise SystemExit(f"sharpness: {run}: no images listed (no manifest.jsonl, or an empty one)")
     sharp = np.array([laplacian_variance(run / r["file"]) for r in rows])
     msg = f"{run.name}: {len(rows)} images, sharpness median {np.median(sharp):.0f}"
     if (run / "prototypes.safetensors").is_file() and "prototype_index" in rows[0]:
@@ -44,7 +46,7 @@ def describe(run: Path) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
-    for arg in sys.argv[1:]:
-        print(describe(Path(arg)), flush=True)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="d4m run directories (with manifest.jsonl)")
+    for run in p.parse_args().runs:
+        print(describe(run), flush=True)
