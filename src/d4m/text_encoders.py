@@ -51,11 +51,11 @@ def minilm_dir(label: str = "--text-encoder minilm") -> Path:
     return folder
 
 
-def resolve_source(spec: str, label: str | None = None) -> str:
+def resolve_source(spec: str, label: str = "--text-encoder minilm") -> str:
     if spec == "clip":
         return CLIP_ID
     if spec == "minilm":
-        return str(minilm_dir(label or f"--text-encoder {spec}"))
+        return str(minilm_dir(label))
     return spec
 
 
