@@ -53,6 +53,12 @@ class DistillConfig:
     prompt_template: str = "{}"
     negative_prompt: str = DEFAULT_NEGATIVE
     out_size: int | None = None  # None: the dataset's resolution (CIFAR 32, Tiny-ImageNet 64, ImageNet 224)
+    # guided synthesis, beyond the paper (d4m.synthesis.guidance)
+    mode_guidance: float = 0.0  # pull the predicted clean latent this fraction toward the prototype (0: off)
+    mode_stop: float = 0.5  # ... for this first fraction of the denoising steps
+    candidates: int = 1  # draws per image; > 1 keeps the one the candidate teacher scores best
+    candidate_teacher: str | None = None  # teacher spec that scores candidates (needed when candidates > 1)
+    diversity: float = 0.0  # candidate score = teacher probability + diversity x distance to the kept images
     # reproducibility and execution
     seed: int = 0
     dtype: str = "auto"  # "auto": float16 on CUDA, float32 on CPU
@@ -73,7 +79,8 @@ class DistillConfig:
 PROTOTYPE_KEYS = ("data", "ipc", "max_per_class", "allow_short", "strict", "codec", "posterior", "size", "kmeans",
                   "km_expand", "km_reassign", "kmeans_iters", "kmeans_tol", "prototype_dtype", "seed")
 SYNTHESIS_KEYS = ("model", "generator", "init", "scheduler", "strength", "guidance", "steps", "prompt_template",
-                  "negative_prompt", "out_size", "dtype")
+                  "negative_prompt", "out_size", "dtype", "mode_guidance", "mode_stop", "candidates",
+                  "candidate_teacher", "diversity")
 CHOICES = {"kmeans": ("online", "full"), "init": ("prototypes", "noise"), "posterior": ("sample", "mean"), "generator": ("model", "none"),
            "prototype_dtype": ("float32", "float16"), "dtype": ("auto", "float32", "float16", "bfloat16")}
 
@@ -201,9 +208,29 @@ def validate(cfg: DistillConfig) -> None:
             raise ConfigError(f"--{key.replace('_', '-')} {getattr(cfg, key)!r}: expected one of {', '.join(allowed)}")
     if "{}" not in cfg.prompt_template:
         raise ConfigError(f"--prompt-template {cfg.prompt_template!r}: must contain '{{}}' for the class text")
+    validate_guided(cfg)
     if cfg.init == "noise" and cfg.generator == "none":
         raise ConfigError("--init noise: needs --generator model (with --generator none nothing is denoised, so the "
                           "images would be the decoded prototypes)")
+
+
+def validate_guided(cfg: DistillConfig) -> None:
+    """Range checks of the guided-synthesis settings."""
+    for key in ("mode_guidance", "mode_stop", "diversity"):
+        if not math.isfinite(getattr(cfg, key)):
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(cfg, key)}: must be a finite number")
+    if not 0.0 <= cfg.mode_guidance <= 1.0:
+        raise ConfigError(f"--mode-guidance {cfg.mode_guidance}: a fraction in [0, 1] (0: off)")
+    if not 0.0 < cfg.mode_stop <= 1.0:
+        raise ConfigError(f"--mode-stop {cfg.mode_stop}: a fraction of the denoising steps in (0, 1]")
+    if not 1 <= cfg.candidates <= 64:
+        raise ConfigError(f"--candidates {cfg.candidates}: draws per image, 1 to 64")
+    if cfg.diversity < 0:
+        raise ConfigError(f"--diversity {cfg.diversity}: must be >= 0")
+    if cfg.candidates > 1 and not cfg.candidate_teacher:
+        raise ConfigError(f"--candidates {cfg.candidates}: needs --candidate-teacher SPEC to score the draws")
+    if cfg.generator == "none" and (cfg.candidates > 1 or cfg.mode_guidance > 0):
+        raise ConfigError("--candidates / --mode-guidance: need --generator model (decoding prototypes draws nothing)")
 
 
 def dump(cfg: DistillConfig) -> str:
@@ -211,5 +238,6 @@ def dump(cfg: DistillConfig) -> str:
 
 
 def differing(old: dict, new: DistillConfig, keys: tuple[str, ...]) -> list[str]:
-    values = new.to_dict()
-    return [k for k in keys if old.get(k) != values.get(k)]
+    """Keys whose values differ; a key absent from ``old`` (a run made before it existed) counts as its default."""
+    values, defaults = new.to_dict(), DistillConfig().to_dict()
+    return [k for k in keys if old.get(k, defaults.get(k)) != values.get(k)]

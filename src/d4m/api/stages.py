@@ -163,6 +163,9 @@ def resolve_dtype(name: str, device: str):
     return getattr(torch, name)
 
 
+RESCORE_KEYS = {"diversity", "candidate_teacher"}  # they only change which candidate is kept
+
+
 def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, prototypes_from: Path | None = None) -> Run:
     """Run ``stage`` (distill, prototypes or synthesize) of a resolved configuration into ``run``.
 
@@ -192,7 +195,9 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
         outputs = rd.synthesis_outputs
     if prototypes_from is not None:  # a new run dir fed by another run's prototypes: all settings are its own
         keys = PROTOTYPE_KEYS + SYNTHESIS_KEYS + ("ipc",)
-    rd.check(cfg, tuple(k for k in keys if k != "out_size" or cfg.out_size is not None), force)
+    changed = rd.check(cfg, tuple(k for k in keys if k != "out_size" or cfg.out_size is not None), force)
+    if changed and set(changed) <= RESCORE_KEYS:  # the same draws, another choice: keep candidates/ and the journal
+        outputs = tuple(p for p in outputs if p not in (rd.path / "candidates", rd.journal))
     dataset = None
     if stage in ("prototypes", "distill"):
         dataset = open_dataset(cfg.data, "train")  # lists the files; no image is read yet

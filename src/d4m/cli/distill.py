@@ -56,6 +56,16 @@ def _flags(p: argparse.ArgumentParser, stage: str) -> None:
         a("--out-size", type=int, help="output resolution (default: the dataset's; official code: 224)")
         a("--batch-size", type=int, help="images denoised together")
         a("--compile", action="store_true", default=None, help="torch.compile the UNet (long GPU runs)")
+        a("--mode-guidance", type=float, metavar="SCALE",
+          help="pull each image's predicted clean latent this fraction toward its prototype (0 off, default)")
+        a("--mode-stop", type=float, metavar="FRACTION", help="mode guidance for this first fraction of the steps "
+          "(default 0.5)")
+        a("--candidates", type=int, metavar="M", help="draw M candidates per image and keep the one the "
+          "--candidate-teacher scores best (default 1: no selection)")
+        a("--candidate-teacher", metavar="SPEC", help="teacher that scores candidates: torchvision:NAME | "
+          "cifar-resnet20:FILE | cifar-resnet56:FILE | checkpoint:FILE")
+        a("--diversity", type=float, help="candidate score = teacher probability of the class + DIVERSITY x "
+          "cosine distance (teacher features) to the images already kept for the class (default 0)")
 
 
 CLI_KEYS = {f for f in DistillConfig.__dataclass_fields__} - {"extras"}

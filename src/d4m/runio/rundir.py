@@ -40,8 +40,8 @@ class RunDir:
     @property
     def synthesis_outputs(self) -> tuple[Path, ...]:
         """The images and everything made from them: new images (or prototypes) make all of these stale."""
-        return (self.images, self.manifest, self.journal, self.path / "labels", self.path / "eval",
-                self.path / "report")
+        return (self.images, self.manifest, self.journal, self.path / "candidates", self.path / "candidates.jsonl",
+                self.path / "labels", self.path / "eval", self.path / "report")
 
     def rows(self) -> list[dict]:
         """The manifest's rows, one per image ([] before any image is written)."""

@@ -205,6 +205,13 @@ def check_compatible(gen: Generator, codec, cfg) -> None:
     if cfg.init == "prototypes" and int(cfg.steps * cfg.strength) < 1:
         raise ModelError(f"--strength {cfg.strength} of --steps {cfg.steps} leaves no denoising step (the images "
                          "would be the decoded prototypes); raise one of them, or use --generator none")
+    if getattr(cfg, "mode_guidance", 0) > 0:
+        from d4m.synthesis.guidance import check_mode_guidance
+
+        try:
+            check_mode_guidance(sched)
+        except ValueError as exc:
+            raise ModelError(f"--mode-guidance {cfg.mode_guidance} with --model {gen.source}: {exc}") from None
     try:
         copy.deepcopy(sched).set_timesteps(cfg.steps, device="cpu")
     except Exception as exc:  # noqa: BLE001 - a scheduler's own settings check, any type

@@ -2,11 +2,13 @@
 
 Image j of class c starts from prototype j mod C with noise from the generator seeded by (seed, c, j). Work is
 split in fixed batches of the full image list, so a resumed or multi-process run computes every image in the
-same batch as an uninterrupted single-process run and writes the same bytes.
+same batch as an uninterrupted single-process run and writes the same bytes. With ``--candidates M`` the list
+holds M draws per image (``d4m.synthesis.candidates``) and the teacher keeps one of them afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from d4m.parallel import Topology
 from d4m.runio.atomic import atomic_save_png, atomic_write_text
 from d4m.runio.rundir import RunDir, class_folder, image_name
 from d4m.seeding import cpu_generator, derive_seed
+from d4m.synthesis.candidates import candidate_jobs, choose, load_teacher_for, seed_parts
 from d4m.synthesis.generator import Generator, embed_prompts
 from d4m.synthesis.img2img import denoise
 
@@ -36,6 +39,7 @@ class ImageJob:
     index: int
     prototype: int
     path: str  # relative to the run directory
+    candidate: int = -1  # which of --candidates M draws (-1: a plain image, no candidates)
 
 
 def plan(classes: list[str], ipc: int, prototypes_per_class: int) -> list[ImageJob]:
@@ -73,7 +77,10 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
     """
     check_channels(codec, gen, prototypes)
     jobs = plan(classes, cfg.ipc, prototypes.shape[1])
-    batches = [jobs[i : i + cfg.batch_size] for i in range(0, len(jobs), cfg.batch_size)]
+    m = cfg.candidates if gen is not None else 1
+    teacher = load_teacher_for(cfg.candidate_teacher, classes, device) if m > 1 else None
+    work = candidate_jobs(jobs, m) if m > 1 else jobs
+    batches = [work[i : i + cfg.batch_size] for i in range(0, len(work), cfg.batch_size)]
     done = run.written()  # an image counts as made once its file is in place and its hash is in the journal
     todo = [b for b in topo.mine(batches) if not all(j.path in done and (run.path / j.path).is_file() for j in b)]
     prompts = [render_prompt(cfg.prompt_template, t) for t in label_texts]
@@ -91,11 +98,13 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
                 for c in {j.cls for j in batch} - cache.keys():  # each class's text embedded once
                     cache[c] = embed_prompts(gen, [prompts[c]], device).to(dtype)[0]
                 cond = torch.stack([cache[j.cls] for j in batch])
-                gens = [cpu_generator(cfg.seed, "synthesis", j.cls, j.index) for j in batch]
-                latents = denoise(gen.unet, gen.scheduler, norm.to_model(init).to(dtype), cond,
+                gens = [cpu_generator(cfg.seed, "synthesis", *seed_parts(j)) for j in batch]
+                modes = norm.to_model(init).to(dtype)
+                latents = denoise(gen.unet, gen.scheduler, modes, cond,
                                   uncond.expand(len(batch), -1, -1) if uncond is not None else None,
                                   strength=cfg.strength, steps=cfg.steps, guidance=cfg.guidance, generators=gens,
-                                  from_noise=cfg.init == "noise")
+                                  from_noise=cfg.init == "noise", modes=modes, mode_scale=cfg.mode_guidance,
+                                  mode_stop=cfg.mode_stop)
                 latents = norm.from_model(latents.float())
             images = codec.decode(latents)
             hashes = [(j.path, atomic_save_png(run.path / j.path, to_pil(img, cfg.out_size)))
@@ -106,15 +115,29 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
                 timer.items += len(batch)
     topo.barrier()
     if topo.is_main:
-        write_manifest(cfg, run, jobs, classes, prompts, codec, gen, skipped)
+        picked = choose(run, jobs, m, cfg.diversity, teacher, device, topo.rank) if m > 1 else {}
+        write_manifest(cfg, run, jobs, classes, prompts, codec, gen, skipped, picked)
     topo.barrier()
     return jobs
 
 
+def guidance_record(cfg, picked: dict, job: ImageJob) -> dict:
+    """The manifest's fields for the guided-synthesis options an image was made with (none when unused); with
+    candidates, ``seed`` is the kept candidate's."""
+    out = {}
+    if cfg.mode_guidance > 0:
+        out.update(mode_guidance=cfg.mode_guidance, mode_stop=cfg.mode_stop)
+    if job.path in picked:
+        kept = dataclasses.replace(job, candidate=picked[job.path]["candidate"])
+        out.update(picked[job.path], candidate_teacher=cfg.candidate_teacher, diversity=cfg.diversity,
+                   seed=derive_seed(cfg.seed, "synthesis", *seed_parts(kept)))
+    return out
+
+
 def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, codec: Codec, gen,
-                   skipped: list[list[str]] | None = None) -> None:
+                   skipped: list[list[str]] | None = None, picked: dict | None = None) -> None:
     """One line per image; its sha256 is the hash of the bytes synthesis wrote (from the journal), not of the disk."""
-    lines = []
+    lines, picked = [], picked or {}
     skipped = skipped or [[] for _ in classes]
     written = run.written()
     missing = [j.path for j in jobs if j.path not in written]
@@ -130,5 +153,6 @@ def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, cod
             "guidance": cfg.guidance if gen is not None else None, "steps": cfg.steps if gen is not None else None,
             "negative_prompt": cfg.negative_prompt if gen is not None else None,
             "model": gen.source if gen is not None else None, "generator": cfg.generator, "codec": codec.name,
-            "source_files_skipped": len(skipped[j.cls]), "sha256": written[j.path]}))
+            "source_files_skipped": len(skipped[j.cls]), "sha256": written[j.path],
+            **guidance_record(cfg, picked, j)}))
     atomic_write_text(run.manifest, "\n".join(lines) + "\n")
