@@ -78,7 +78,7 @@ def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | 
 def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str, images: str | Path | None = None,
              student: str = "convnet-w128", recipe: str = "paper", epochs: int | None = None, seeds: int = 1,
              labels: str = "stored", label_format: str = "fp16", topk: int = 0, size: int | None = None,
-             val_limit: int | None = None, batch_size: int = 0, eval_every: int = 1, out: str | Path | None = None,
+             val_limit: int | None = None, batch_size: int = 0, eval_every: int = 0, out: str | Path | None = None,
              device: str = "auto", workers: int = 0, card: bool = False, train_data: str | None = None,
              full_data_acc: float | str | None = None, command: str | None = None,
              allow_incomplete: bool = False) -> dict:
@@ -101,8 +101,10 @@ def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str,
     from d4m.parallel import resolve_device, topology
     from d4m.train import load_recipe
 
-    if seeds < 1 or eval_every < 1:
-        raise ConfigError("--seeds and --eval-every must be >= 1")
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: must be >= 1")
+    if eval_every < 0:
+        raise ConfigError(f"--eval-every {eval_every}: must be >= 0 (0: after the last epoch only)")
     images_dir, labels_root, eval_root, log = _where(run, images, out, allow_incomplete)
     if command is None:
         command = command_line("evaluate", {

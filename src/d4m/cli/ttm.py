@@ -53,7 +53,7 @@ def _common(p: argparse.ArgumentParser, student: bool) -> None:
                        "'auto' (the teacher measured on --val); default: the teacher's recorded accuracy")
         p.add_argument("--batch-size", type=int, default=0,
                        help="physical batch; the recipe's batch is reached by gradient accumulation")
-        p.add_argument("--eval-every", type=int, default=1, help="val top-1 every N epochs (and the last)")
+        p.add_argument("--eval-every", type=int, default=0, help="val top-1 every N epochs and after the last (default 0: after the last only; a val pass costs as much as 40 training epochs at IPC 10)")
     else:
         p.add_argument("--val", help="real data KIND:PATH, only to pick the default --size")
 

@@ -45,7 +45,7 @@ class EvalJob:
     device: str = "cpu"
     workers: int = 0
     physical_batch: int = 0
-    eval_every: int = 1
+    eval_every: int = 0  # val top-1 every N epochs and after the last (0: after the last only)
     val_limit: int | None = None  # a seeded subset of this many val images (None: all)
     log_path: Path | None = None
     command: str = ""
@@ -57,7 +57,7 @@ class EvalJob:
         whole("--workers", self.workers, 0)
         whole("--topk", self.topk, 0)
         whole("--batch-size", self.physical_batch, 0)
-        whole("--eval-every", self.eval_every, 1)
+        whole("--eval-every", self.eval_every, 0)
         whole("--val-limit", self.val_limit, 1, optional=True)
         whole("--size", self.size, 8, optional=True)
 

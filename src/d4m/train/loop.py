@@ -50,7 +50,7 @@ def lr_at(recipe: Recipe, epoch: int) -> float:
 def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, labels: Callable | None,
                   recipe: Recipe, out_dir: Path | None = None, seed: int = 0, device: str = "cpu",
                   physical_batch: int = 0, workers: int = 0, evaluate: Callable[[nn.Module], float] | None = None,
-                  eval_every: int = 1, log_path: Path | None = None, stop_after: int | None = None,
+                  eval_every: int = 0, log_path: Path | None = None, stop_after: int | None = None,
                   desc: str = "train") -> dict:
     """Train ``model`` (taking images in [0, 1]) for ``recipe.epochs``; return the metrics dict.
 
@@ -97,7 +97,7 @@ def train_student(model: nn.Module, data: StreamImages, targets: torch.Tensor, l
                 seen += len(x)
             record = {"epoch": epoch + 1, "lr": lr_at(recipe, epoch), "train_loss": total / max(1, seen),
                       "epoch_s": round(time.perf_counter() - t0, 3)}
-            if evaluate is not None and ((epoch + 1) % max(1, eval_every) == 0 or epoch + 1 == recipe.epochs):
+            if evaluate is not None and ((eval_every and (epoch + 1) % eval_every == 0) or epoch + 1 == recipe.epochs):
                 record["val_top1"] = evaluate(model)
                 model.train()
             history.append(record)
