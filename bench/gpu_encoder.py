@@ -97,7 +97,7 @@ def phase_vae(ctx, rec: dict) -> None:
         if name == "compile" and smoke and not getattr(ctx.args, "smoke_compile", False):
             v["skipped"] = "smoke: dynamo's capture is slow on a CPU (--smoke-compile runs it)"
             continue
-        encoder = codec.vae.encoder
+        encoder = fp16_vae.encoder
         try:
             with capped(CAPS[name] * ctx.args.deadline_scale, f"vae {name}"):
                 layout = "channels_last" if name == "channels_last" or (
@@ -105,9 +105,8 @@ def phase_vae(ctx, rec: dict) -> None:
                 if layout == "channels_last":
                     codec.vae.to(memory_format=torch.channels_last)
                 dtype = torch.bfloat16 if name == "bf16" else torch.float16
-                if name == "bf16":
-                    codec.vae.to(torch.bfloat16)
-                    codec.dtype = dtype
+                if name == "bf16":  # a copy: rounding the fp16 weights to bf16 and back would change them
+                    codec.vae, codec.dtype = copy.deepcopy(fp16_vae).to(torch.bfloat16), dtype
                 if name == "compile":
                     kw = {"backend": "eager"} if smoke else {}
                     codec.vae.encoder = torch.compile(encoder, **kw)
@@ -131,9 +130,9 @@ def phase_vae(ctx, rec: dict) -> None:
         except Exception as exc:  # noqa: BLE001 - a variant that fails is a finding; the others still run
             v["error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
         finally:
+            codec.vae, codec.dtype = fp16_vae, torch.float16
             codec.vae.encoder = encoder
-            codec.vae.to(dtype=torch.float16, memory_format=torch.contiguous_format)
-            codec.dtype = torch.float16
+            codec.vae.to(memory_format=torch.contiguous_format)
             if name == "compile":
                 torch._dynamo.reset()
         rates = [d["images_per_s"] for k, d in v.items() if k.isdigit()]

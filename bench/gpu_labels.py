@@ -1,7 +1,8 @@
 """GPU run phase "labels": soft labels and a student at ImageNet shape, through d4m's own data path.
 
 A random-weight ResNet-18 teacher (1,000 classes, 224 px, saved and loaded as a d4m checkpoint) relabels a folder
-of distilled-like images (224 px PNGs, as ``d4m distill`` writes for ImageNet) with the TTM stream of the ``paper``
+of 10,000 distilled-like images (one ImageNet-1K IPC 10 epoch; 224 px PNGs, as ``d4m distill`` writes for
+ImageNet) with the TTM stream of the ``paper``
 recipe (RandomResizedCrop + flip per image, CutMix per batch of 1,024) through ``d4m.labels.relabel``; a
 ResNet-18 student trains on the stored labels through ``d4m.train.train_student``. Each is timed end to end and in
 parts: the stream's CPU side alone (PNG decode, crop replay, CutMix: ``iterate_epoch`` with no model) and the
@@ -27,7 +28,8 @@ EPOCHS_300 = 300
 def settings(smoke: bool) -> dict:
     if smoke:
         return dict(images=16, classes=4, px=40, size=32, batch=8, epochs=1, workers=0, reps=1)
-    return dict(images=4096, classes=1000, px=224, size=224, batch=1024, epochs=2, workers=16, reps=5)
+    # one ImageNet-1K IPC 10 epoch exactly: 10,000 images, 10 batches of 1,024 (the last one smaller)
+    return dict(images=10_000, classes=1000, px=224, size=224, batch=1024, epochs=2, workers=16, reps=5)
 
 
 def _write_png(job) -> None:

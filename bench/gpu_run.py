@@ -172,7 +172,7 @@ def summary(results: dict) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kit", type=Path, required=True, help="the folder gpu_prepare.py built (.gpukit)")
     p.add_argument("--out", type=Path, required=True, help="results.json, samples.png and the archives go here")
@@ -188,7 +188,11 @@ def main(argv=None) -> int:
     p.add_argument("--gen-compile", help="generator phase: d4m generator train's --compile mode (default no)")
     p.add_argument("--variants", help="variants phase: which of them, comma-separated (default: all, in order)")
     p.add_argument("--phases", default=DEFAULT_PHASES, help=f"comma-separated, in order; all: {ALL_PHASES}")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     versions = check_versions()
     import torch
 
@@ -222,6 +226,9 @@ def main(argv=None) -> int:
     unknown = [n for n in args.phases.split(",") if n not in phases]
     if unknown:
         raise SystemExit(f"gpu_run: --phases: unknown phase(s) {', '.join(unknown)} (known: {ALL_PHASES})")
+    bad = [v for v in (args.variants or "").split(",") if v and v not in gpu_variants.ORDER]
+    if bad:
+        raise SystemExit(f"gpu_run: --variants: unknown {', '.join(bad)} (known: {','.join(gpu_variants.ORDER)})")
     for name in args.phases.split(","):
         run_phase(ctx, name, phases[name])
     ctx.results["total_s"] = round(time.perf_counter() - ctx.t0, 1)

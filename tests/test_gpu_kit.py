@@ -65,6 +65,10 @@ def kit_repo(tmp: Path, tiny_text: Path, per_class: int) -> Path:
     return repo
 
 
+# every phase, the projection last (it reads what the others measured, the JPEG loader's rate from 'encoding')
+SMOKE_PHASES = [p for p in gpu_run.ALL_PHASES.split(",") if p != "projection"] + ["projection"]
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, tiny_text):
     """The exact device command, with --smoke added, run here: (repo, $OUT, work dir, completed process)."""
@@ -77,7 +81,7 @@ def smoke(tmp_path_factory, tiny_text):
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     shim.chmod(0o755)
     command = (gpu_kit.COMMAND.replace("bench/gpu_run.py", "bench/gpu_run.py --smoke --deadline-scale 10 --phases "
-                                       + gpu_run.ALL_PHASES)
+                                       + ",".join(SMOKE_PHASES))
                .replace("/tmp/site", str(tmp / "site")).replace("/tmp/d4m-gpu", str(tmp / "work")))
     env = dict(os.environ, OUT=str(out), PATH=f"{bin_dir}:{os.environ['PATH']}")
     env.pop("PYTHONPATH", None)
@@ -92,7 +96,7 @@ def test_smoke_runs_every_phase_through_the_device_command(smoke):
     results = json.loads((out / "results.json").read_text())
     assert results["smoke"] is True
     phases = results["phases"]
-    assert list(phases) == gpu_run.ALL_PHASES.split(",")
+    assert list(phases) == SMOKE_PHASES
     assert {k: v["status"] for k, v in phases.items()} == dict.fromkeys(phases, "ok"), phases
     var = phases["variants"]["variants"]  # CUDA-only variants skipped with a reason, the rest measured
     assert set(var) == set(gpu_variants.ORDER)
@@ -351,3 +355,30 @@ def test_default_run_fits_the_device_command():
     total = sum(gpu_run.DEADLINES[p] for p in gpu_run.DEFAULT_PHASES.split(","))
     assert total + 30 <= 580 < gpu_kit.TIMEOUT_S and "timeout 580 " in gpu_kit.COMMAND
     assert set(gpu_run.ALL_PHASES.split(",")) == set(gpu_run.DEADLINES)
+
+
+def test_readme_second_call_flags_are_valid():
+    """The README's optional second device call: same command, flags gpu_run accepts, names it knows."""
+    readme = (ROOT / "README.md").read_text()
+    flags = re.search(r"`(--phases variants --variants\s+[^`]+)`", readme).group(1).split()
+    args = gpu_run.parser().parse_args(["--kit", "k", "--out", "o", *flags])
+    assert set(args.phases.split(",")) <= set(gpu_run.DEADLINES)
+    assert set(args.variants.split(",")) <= set(gpu_variants.ORDER) and "eager" in args.variants.split(",")
+    total = sum(gpu_run.DEADLINES[p] for p in args.phases.split(",")) * args.deadline_scale
+    assert total + 30 <= 210  # what 3.5 minutes of device time hold
+
+
+def test_report_renders_the_new_phases(smoke):
+    """BENCHMARKS.md's section 5 renders every new phase of a results file (the smoke's, relabelled as a GPU run
+    here only to exercise the renderer), and marks them not measured while no GPU run has them."""
+    import gpu_report
+
+    _, out, _, _ = smoke
+    r = json.loads((out / "results.json").read_text())
+    assert gpu_report.render(r) == ["(the results file is from a --smoke run on a CPU: not GPU figures)"]
+    text = "\n".join(gpu_report.render(dict(r, smoke=False)))
+    assert "| eager | float16, contiguous |" in text and "| reduce-overhead | CUDA graphs need" in text
+    assert "GPU default by the rule: **" in text and "- labels: ImageNet-1K, 300 epochs: labels IPC 10" in text
+    assert "- projection: ImageNet-1K IPC 10 today:" in text and "VAE encoder top kernels, channels_last" in text
+    assert gpu_report.render_runs([])[-len(gpu_report.NEXT):] == gpu_report.NEXT
+    assert gpu_report.render_runs([dict(r, smoke=False)])[-1] != gpu_report.NEXT[-1]
