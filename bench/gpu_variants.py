@@ -1,6 +1,6 @@
 """GPU run phase "variants": d4m's batched synthesis at SD v1.5's shape in several builds of the same UNet, side by
 side, each checked against eager fp16 and an fp32 reference, and the rule that may make one of them d4m's GPU
-default.
+default (``recommend``; its ``build`` is what ``d4m.synthesis.builds.GPU_DEFAULT`` would be set to).
 
 The models are gpu_sd's (random weights, SD v1.5's configs, fp16), the work is gpu_sd's (PNDM 35 of 50 steps,
 CFG 8, the paper's negative prompt, one CPU generator per image, the fp16 VAE decode included in every time).
@@ -72,7 +72,10 @@ def recommend(variants: dict) -> dict:
         verdicts[name] = why
         if ok and v["s_per_image"] < best[1] and v["s_per_image"] <= (1 - MIN_GAIN) * eager["s_per_image"]:
             best = (name, v["s_per_image"])
-    return {"default": best[0], "speedup_vs_eager": eager["s_per_image"] / best[1], "verdicts": verdicts,
+    chosen = variants[best[0]]
+    build = {"compile": MODES.get(best[0], "no"), "channels_last": chosen.get("layout") == "channels_last"}
+    return {"default": best[0], "build": build, "dtype": chosen.get("dtype", "torch.float16"),
+            "speedup_vs_eager": eager["s_per_image"] / best[1], "verdicts": verdicts,
             "rule": f"one forward <= {FWD_SLACK}x eager fp16's distance to fp32; latents and images <= "
                     f"{LATENT_SLACK}x eager's (+{IMAGE_SLACK_255} grey level); >= {MIN_GAIN:.0%} faster than eager"}
 

@@ -382,3 +382,18 @@ def test_report_renders_the_new_phases(smoke):
     assert "- projection: ImageNet-1K IPC 10 today:" in text and "VAE encoder top kernels, channels_last" in text
     assert gpu_report.render_runs([])[-len(gpu_report.NEXT):] == gpu_report.NEXT
     assert gpu_report.render_runs([dict(r, smoke=False)])[-1] != gpu_report.NEXT[-1]
+
+
+def test_gpu_default_build_is_backed_by_a_gpu_run():
+    """d4m's GPU default synthesis build is eager, or the build a committed GPU run's variants phase recommended."""
+    from d4m.synthesis.builds import EAGER, GPU_DEFAULT, UNetBuild, choose_build
+
+    assert choose_build(False, "cpu") == EAGER and choose_build(True, "cpu") == UNetBuild("default")
+    assert choose_build(False, "cuda:0", UNetBuild("reduce-overhead", True)) == UNetBuild("reduce-overhead", True)
+    assert choose_build(True, "cuda", UNetBuild("max-autotune", True)) == UNetBuild("default", True)
+    if GPU_DEFAULT == EAGER:
+        return
+    backed = [r for _, r in gpu_project.earlier_runs()
+              if r["phases"].get("variants", {}).get("recommendation", {}).get("build")
+              == {"compile": GPU_DEFAULT.compile, "channels_last": GPU_DEFAULT.channels_last}]
+    assert backed, f"GPU_DEFAULT {GPU_DEFAULT} is not recommended by any bench/results/gpu*.json"
