@@ -74,6 +74,8 @@ def phase_vae(ctx, rec: dict) -> None:
         x = images[:b]
         if next(codec.vae.parameters()).is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
+        if dev == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         with torch.no_grad():
             z = codec.encode(x, gens[:b])  # warm-up (or compile) at this shape
             sync(dev)
