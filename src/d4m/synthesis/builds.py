@@ -7,7 +7,7 @@ part of a build: bf16 is ``--dtype bfloat16``.
 ``GPU_DEFAULT`` is the build d4m uses on CUDA when ``--compile`` is not given. It is eager until a GPU run of the
 kit's variants phase (bench/gpu_variants.py) recommends another build by the rule recorded there: the build's
 images match eager fp16 within fp16 tolerance and it is at least 5% faster. Changing it is this one line, and
-tests/test_gpu_kit.py refuses a change that no committed GPU result (bench/results/gpu*.json) recommends.
+tests/test_gpu_phases.py refuses a change that no committed GPU result (bench/results/gpu*.json) recommends.
 """
 
 from __future__ import annotations
