@@ -82,7 +82,7 @@ def phase_labels(ctx, rec: dict) -> None:
     t = time.perf_counter()
     classes = write_images(root, s["images"], s["classes"], s["px"], s["workers"])
     rec["settings"] = {k: s[k] for k in ("images", "classes", "px", "size", "batch", "epochs", "workers")}
-    rec["settings"].update(teacher="resnet18 (random, d4m checkpoint)", student="resnet18", recipe="paper",
+    rec["settings"].update(teacher="resnet18 (random, d4m checkpoint)", student="resnet18", recipe="paper", device=dev,
                            write_images_s=time.perf_counter() - t)
     torch.manual_seed(0)
     save_checkpoint(ctx.work / "teacher.safetensors", create_model("resnet18", len(classes), s["size"]), "resnet18",
@@ -161,9 +161,10 @@ def project_labels(rec: dict) -> dict:
 
 def summary_lines(rec: dict) -> list[str]:
     p = rec.get("projection", {})
-    lines = [f"stream CPU side {rec.get('stream_cpu_images_per_s', 0):.0f} img/s; teacher GPU "
+    dev = rec.get("settings", {}).get("device", "cuda")
+    lines = [f"stream CPU side {rec.get('stream_cpu_images_per_s', 0):.0f} img/s; teacher on {dev} "
              f"{rec.get('teacher_gpu_images_per_s', 0):.0f} img/s fp32 ({rec.get('teacher_gpu_bf16_cl_images_per_s', 0):.0f}"
-             f" bf16+cl); student step GPU {rec.get('student_gpu_images_per_s', 0):.0f} img/s fp32 "
+             f" bf16+cl); student step on {dev} {rec.get('student_gpu_images_per_s', 0):.0f} img/s fp32 "
              f"({rec.get('student_gpu_bf16_cl_images_per_s', 0):.0f} bf16+cl)",
              f"d4m end to end: relabel {rec.get('relabel_images_per_s', 0):.0f} img/s, student "
              f"{rec.get('train_images_per_s', 0):.0f} img/s"]
