@@ -1,4 +1,10 @@
-"""GPU run phases 4 and 5: train d4m's CIFAR-10 generator on the carried subset, check it, distill with it.
+"""GPU run phases "genspeed", "generator" and "distill": how many optimiser steps a minute d4m's CIFAR-10 generator
+training gets per batch size and compile mode; training it on the carried subset, checking it; distilling with it.
+
+Phase genspeed runs ``run_train`` in short bursts (a fresh model each, the latents encoded once and shared), one
+per configuration in CONFIGS, each under its own cap, and reports the steady steps/s between two loss rows (so a
+compile in the first steps is timed apart). Steps paid more than samples (RESULTS.md 2.5-2.6), so batch 128
+is tried against the 512 of the runs so far, eager, compiled, and compiled with CUDA graphs.
 
 Phase 4 calls the public training code (``d4m.generator.train.run_train``, its default preset and recipe unless
 ``--preset``) with the carried label-text embeddings standing in for the text encoder. It trains for a fixed wall
@@ -20,19 +26,21 @@ from pathlib import Path
 
 import torch
 
-from gpu_kit import OUT_FILE_LIMIT, PACK, RESNET20, TAEF2, TEXT, unpack_images
+from gpu_kit import OUT_FILE_LIMIT, PACK, RESNET20, TAEF2, TEXT, CapReached, capped, unpack_images
 
 SHARD = "15MB"
 MAX_GENERATOR_BYTES = 48 * 10**6
 PART_BYTES = 15 * 10**6  # each returned tar part (the device returns files of at most 16 MiB)
+# genspeed: (batch, compile mode, cap in seconds), in order of value; the GPU's burst is 100 steps, timed 50-100
+CONFIGS = ((128, "no", 35), (512, "no", 30), (128, "default", 75), (128, "reduce-overhead", 75))
 
 
 def settings(smoke: bool, args) -> dict:
     if smoke:
-        return dict(size=32, batch=args.train_batch or 16, calib_steps=2, reserve_s=20, per_class_sample=1,
+        return dict(size=32, batch=args.train_batch or 16, burst=(4, 2), calib_steps=2, reserve_s=20, per_class_sample=1,
                     sample_steps=2, distill_from=4, ipc=2, distill_steps=4, workers=0, encode_batch=64,
                     max_per_class=5, preset="tiny", fixed_steps=4, unpack=6)
-    return dict(size=64, batch=args.train_batch or 512, calib_steps=100, reserve_s=45, per_class_sample=100,
+    return dict(size=64, batch=args.train_batch or 128, burst=(100, 50), calib_steps=100, reserve_s=45, per_class_sample=100,
                 sample_steps=25, distill_from=1000, ipc=10, distill_steps=50, workers=0, encode_batch=512,
                 max_per_class=None, preset=None, fixed_steps=None, unpack=None)
 
@@ -44,7 +52,8 @@ def train_config(ctx, s: dict, table):
               out=str(ctx.work / "generator"), size=s["size"], text_encoder=table.source, max_tokens=table.max_tokens,
               batch_size=s["batch"], workers=s["workers"], encode_batch_size=s["encode_batch"],
               device="cpu" if ctx.smoke else "cuda", max_per_class=s["max_per_class"],
-              mixed_precision="bf16")  # the GPU run's autocast, exercised by the CPU smoke too
+              mixed_precision="bf16",  # the GPU run's autocast, exercised by the CPU smoke too
+              compile=getattr(ctx.args, "gen_compile", None) or "no")
     if ctx.args.preset or s["preset"]:
         kw["preset"] = ctx.args.preset or s["preset"]
     return TrainConfig(**kw)
@@ -106,6 +115,62 @@ def phase_generator(ctx, rec: dict) -> None:
                       f"{rec['train']['samples_per_s']:.0f} samples/s, loss {rec['train']['final_loss']:.4f}; "
                       f"classifier check {rec['check']['accuracy']:.1f}% on {rec['check']['images']} samples "
                       "(target >= 70%)"]
+
+
+def steady_rate(history: list[dict], batch: int) -> float | None:
+    """Steps/s between the last two loss rows (each row's rate counts from the burst's start)."""
+    if len(history) < 2:
+        return None
+    (a, ra), (b, rb) = ((h["step"], h["samples_per_s"]) for h in history[-2:])
+    return (b - a) / (b * batch / rb - a * batch / ra)
+
+
+def phase_genspeed(ctx, rec: dict) -> None:
+    from d4m.generator.train import run_train
+    from d4m.text_encoders import EmbeddingTable
+
+    s = settings(ctx.smoke, ctx.args)
+    table = EmbeddingTable.load(ctx.kit / TEXT)
+    data = ctx.work / "genspeed-data"  # 1,000 per class: the step rate does not depend on the dataset's size
+    _, n = unpack_images(ctx.kit / PACK, data, per_class=s["unpack"] or 1000)
+    steps, timed_from = s["burst"]
+    rec["settings"] = {"train_images": n, "burst_steps": steps, "timed_from_step": timed_from,
+                       "configs": [list(c) for c in CONFIGS]}
+    rec["runs"] = {}
+    for batch, mode, cap in CONFIGS:
+        key = f"batch{batch}-{mode}"
+        batch = batch // 32 if ctx.smoke else batch  # smoke: 4 and 16, the same ratio
+        r = rec["runs"][key] = {"batch": batch, "compile": mode, "cap_s": cap * ctx.args.deadline_scale}
+        if ctx.smoke and mode != "no":
+            r["skipped"] = ("smoke: inductor's CPU compile of a training step takes minutes (the option itself is "
+                            "tested in tests/test_generator.py with dynamo's capture only)")
+            continue
+        cfg = train_config(ctx, dict(s, batch=batch), table)
+        cfg.data, cfg.out = f"folder:{data}", str(ctx.work / "genspeed" / key)
+        cfg.latent_cache = str(ctx.work / "genspeed-latents")  # encoded by the first burst, read by the others
+        cfg.compile, cfg.max_steps, cfg.checkpoint_every = mode, steps, steps
+        t = time.perf_counter()
+        try:
+            with capped(r["cap_s"], f"genspeed {key}"):
+                run_train(cfg, text=table)
+        except CapReached as exc:
+            r["error"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a configuration that fails is a finding; the next still runs
+            r["error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        finally:
+            torch._dynamo.reset()
+        r["wall_s"] = time.perf_counter() - t
+        if (Path(cfg.out) / "loss.csv").is_file():
+            history = _history(cfg)
+            rate = steady_rate(history, batch)
+            r.update(steps=history[-1]["step"], final_loss=history[-1]["loss"], steps_per_s=rate,
+                     steps_per_min=rate * 60 if rate else None, samples_per_s=rate * batch if rate else None,
+                     first_steps_s=history[0]["step"] * batch / history[0]["samples_per_s"])
+        ctx.record("genspeed", rec)
+    done = {k: v["steps_per_s"] for k, v in rec["runs"].items() if v.get("steps_per_s")}
+    rec["best"] = max(done, key=done.get) if done else None
+    rec["summary"] = [", ".join(f"{k} {v * 60:.0f} steps/min" for k, v in done.items())
+                      + (f"; most steps/min: {rec['best']}" if done else "")]
 
 
 def _history(cfg) -> list[dict]:

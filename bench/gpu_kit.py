@@ -14,7 +14,10 @@ The kit is one git-ignored folder at the repository root (``.gpukit/``), carried
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -45,6 +48,45 @@ COMMAND = (
     "2>&1 | tee $OUT/log.txt"
 )
 CARRY = [KIT]
+
+
+class PhaseDeadline(Exception):
+    """A phase's wall-clock deadline was reached (gpu_run.run_phase's SIGALRM)."""
+
+
+class CapReached(PhaseDeadline):
+    """One step's own cap inside a phase (``capped``) was reached; the phase goes on."""
+
+
+@contextmanager
+def capped(seconds: float, what: str):
+    """Run the block under its own deadline inside the phase's (SIGALRM). The cap raises CapReached (catch it to
+    go on with the next step); the phase's deadline, if nearer, raises its PhaseDeadline as usual. On leaving,
+    the phase's timer resumes with what it had left. Main thread only."""
+    outer, _ = signal.getitimer(signal.ITIMER_REAL)
+    handler = signal.getsignal(signal.SIGALRM)
+    mine = outer <= 0 or seconds < outer
+
+    def expire(signum, frame):
+        raise CapReached(f"{what}: cap of {seconds:.0f} s reached")
+
+    if mine:
+        signal.signal(signal.SIGALRM, expire)
+    t = time.perf_counter()
+    signal.setitimer(signal.ITIMER_REAL, seconds if mine else outer)
+    phase_over = False
+    try:
+        yield
+    except CapReached:
+        raise
+    except PhaseDeadline:
+        phase_over = True
+        raise
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, handler)
+        if outer > 0 and not phase_over:  # the phase's deadline, less the time spent here
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.perf_counter() - t), 1e-3))
 
 
 def pip_download_args(dest: Path, specs=WHEELS) -> list[str]:

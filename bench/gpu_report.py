@@ -57,18 +57,70 @@ def render(r: dict | None) -> list[str]:
             out.append(f"- d4m loader ({key[7:]} JPEG -> 512, {enc[key]['workers']} workers): "
                        f"{_f(enc[key]['images_per_s'], '.0f')} images/s")
     out += [f"- {line}" for line in enc.get("summary", [])[1:]]
+    out += render_new(ph)
     for name in ("generator", "distill"):
         out += [f"- {name}: {line}" for line in ph.get(name, {}).get("summary", [])]
     return out
 
 
 def render_runs(runs: list[dict]) -> list[str]:
-    """Every GPU run's results in order (bench/results/gpu.json, gpu-2.json, ...), each under its command line."""
+    """Every GPU run's results in order (bench/results/gpu.json, gpu-2.json, ...), each under its command line;
+    then, until a run has measured them, issue 24's phases marked as not measured."""
     if not runs:
-        return render(None)
+        return render(None) + ["", *NEXT]
     out = []
     for i, r in enumerate(runs, 1):
         if len(runs) > 1:
             out += [f"**Run {i}** (`gpu_run.py {' '.join(r.get('argv', []))}`)", ""]
         out += [*render(r), ""]
+    if not any("variants" in r.get("phases", {}) for r in runs if not r.get("smoke")):
+        out += [*NEXT, ""]
     return out[:-1]
+
+
+NOT = "not measured: no GPU lent"
+NEXT = [
+    "**Issue 24's phases (the next lease's default run): " + NOT + ".** What they will fill in, each checked by "
+    "`--smoke` in CI:", "",
+    "| phase | figure | value |", "|---|---|---|",
+    f"| variants | SD v1.5 synthesis s/image at batch 16 (35 steps, CFG 8, decode included): eager fp16, "
+    f"channels_last, bf16, torch.compile, reduce-overhead (CUDA graphs), max-autotune; compile time apart; max "
+    f"difference vs eager and vs fp32; ratio vs the official pattern (target <= 0.12 s/image) | {NOT} |",
+    f"| variants | the GPU default by the rule (README, 'A prepared GPU run') | {NOT} (the default stays eager) |",
+    f"| vae | SD VAE encoder images/s at 512 px, batch 32-128, in the same variants (target >= 400); profiler top "
+    f"kernels, channels_last vs contiguous | {NOT} |",
+    f"| labels | ResNet-18 relabel and student images/s at 224 px through d4m's stream (CPU side and GPU side "
+    f"apart); ImageNet-1K IPC 10 / 50 hours for 300 epochs | {NOT} |",
+    f"| genspeed | generator optimiser steps/min: batch 128 vs 512, eager vs torch.compile vs CUDA graphs | {NOT} |",
+    f"| projection | ImageNet-1K IPC 10 / 50 end to end (prototypes + synthesis + labels + one student) on 1 and "
+    f"8 GPUs, today and with the best variants (target IPC 10 <= 3 h on 8) | {NOT} |"]
+
+
+def render_new(ph: dict) -> list[str]:
+    """Issue 24's phases of one run, where it ran them."""
+    out = []
+    var = ph.get("variants", {})
+    if var.get("variants"):
+        out += ["", f"Synthesis variants (batch {var['settings']['batch']}, official pattern "
+                f"{_f(var.get('official_s_per_image'))} s/image):", "",
+                "| variant | dtype, layout | s/image | x eager | x official | compile s | latents vs eager | "
+                "images vs fp32 (0-255) | one forward vs fp32 |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, v in var["variants"].items():
+            if "s_per_image" not in v:
+                out.append(f"| {name} | {v.get('skipped') or v.get('error', 'not run')} | | | | | | | |")
+                continue
+            out.append(f"| {name} | {v['dtype'][6:]}, {v['layout']} | {_f(v['s_per_image'])} | "
+                       f"{_f(v['ratio_vs_eager'], '.2f')} | {_f(v['ratio_vs_official'], '.2f')} | "
+                       f"{_f(v.get('compile_s'), '.0f')} | {_f(v['latent_diff_vs_eager'], '.2g')} | "
+                       f"{_f(v['image_diff_vs_fp32_255'], '.1f')} | {_f(v['fwd_diff_vs_fp32'], '.2g')} |")
+        rec = var.get("recommendation", {})
+        out += ["", f"GPU default by the rule: **{rec.get('default')}** ({rec.get('rule', '')}); verdicts: "
+                + "; ".join(f"{k}: {w}" for k, w in rec.get("verdicts", {}).items()), ""]
+    for name in ("vae", "labels", "genspeed", "projection"):
+        out += [f"- {name}: {line}" for line in ph.get(name, {}).get("summary", [])]
+    prof = ph.get("vae", {}).get("profile", {})
+    for layout in ("contiguous", "channels_last"):
+        if isinstance(prof.get(layout), list):
+            out.append(f"- VAE encoder top kernels, {layout}: " + "; ".join(
+                f"{k['name'][:60]} {k['share']:.0%}" for k in prof[layout][:5]))
+    return out

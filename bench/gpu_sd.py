@@ -6,7 +6,7 @@ embedded once per class, images batched) against the official pattern: one ``Sta
 call per image that tokenizes and encodes its prompt and negative prompt itself (a CLIP-L text encoder from its
 config, random weights; a character-level CLIP tokenizer written on the spot, since no tokenizer files exist
 offline). Both sides decode with the same VAE. Phase 3 (encoding): d4m's VAE codec at 512 px and d4m's image
-loader (JPEG decode + squash-resize to 512) on the carried JPEGs, then the projected ImageNet-1K cost.
+loader (JPEG decode + squash-resize to 512) on the carried JPEGs, then the projected ImageNet-1K cost (bench/gpu_project.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from gpu_kit import NEGATIVE, PACK, unpack_images
+from gpu_project import project, summary_lines
 
 DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
 UP = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
@@ -34,7 +35,6 @@ SMOKE_VAE = dict(SD15_VAE, block_out_channels=(8, 8, 8, 8), layers_per_block=1, 
 SMOKE_TEXT = dict(SD15_TEXT, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=1,
                   projection_dim=32)
 PROMPTS = ["tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark", "tiger shark"]
-IMAGENET_TRAIN, IMAGENET_CLASSES = 1_281_167, 1000
 
 
 def settings(smoke: bool) -> dict:
@@ -323,44 +323,3 @@ def phase_encoding(ctx, rec: dict) -> None:
     syn = ctx.results.get("phases", {}).get("synthesis", {})
     rec["projection"] = project(rec, syn)
     rec["summary"] = summary_lines(rec)
-
-
-def project(enc: dict, syn: dict) -> dict:
-    """Projected ImageNet-1K wall time (prototypes + synthesis) on 1 and 8 GPUs from the measured rates.
-
-    Assumptions (stated in the output): loading overlaps encoding (DataLoader workers), so prototypes take
-    images / min(encode rate, loader rate); 8 GPUs have 8x the cores (16 per GPU, as measured); k-means' cost is
-    left out (one pass of additions over the latents, small beside encoding); synthesis splits evenly.
-    """
-    enc_rates = [v["images_per_s"] for k, v in enc.get("vae", {}).items() if k.startswith("encode") and "images_per_s" in v]
-    loader = enc.get("loader_500x375", {}).get("images_per_s")
-    best = syn.get("d4m", {}).get(str(syn.get("best_batch")), {})
-    s_img = best.get("s_per_image")
-    if not enc_rates or not loader or not s_img:
-        return {"missing": "needs the encoding and synthesis measurements"}
-    encode = max(enc_rates)
-    out = {"assumptions": "loader overlaps encoding; 16 CPU cores per GPU; k-means left out; synthesis includes "
-                          "the VAE decode; official synthesis rate for comparison",
-           "encode_images_per_s": encode, "loader_images_per_s": loader, "synthesis_s_per_image": s_img}
-    for gpus in (1, 8):
-        proto = IMAGENET_TRAIN / (gpus * min(encode, loader))
-        for ipc in (10, 50):
-            synth = IMAGENET_CLASSES * ipc * s_img / gpus
-            official = IMAGENET_CLASSES * ipc * syn.get("official", {}).get("s_per_image", float("nan")) / gpus
-            out[f"ipc{ipc}_gpus{gpus}"] = {
-                "prototypes_h": proto / 3600, "synthesis_h": synth / 3600, "total_h": (proto + synth) / 3600,
-                "bottleneck_prototypes": "loader" if loader < encode else "vae-encode",
-                "synthesis_official_pattern_h": official / 3600}
-    return out
-
-
-def summary_lines(rec: dict) -> list[str]:
-    p = rec.get("projection", {})
-    lines = [f"VAE encode best {p.get('encode_images_per_s', float('nan')):.1f} img/s at 512; loader "
-             f"{p.get('loader_images_per_s', float('nan')):.1f} img/s (500x375 JPEG -> 512)"]
-    for key in ("ipc10_gpus1", "ipc50_gpus1", "ipc10_gpus8", "ipc50_gpus8"):
-        if key in p:
-            v = p[key]
-            lines.append(f"ImageNet {key}: {v['total_h']:.2f} h (prototypes {v['prototypes_h']:.2f} h, "
-                         f"{v['bottleneck_prototypes']}-bound; synthesis {v['synthesis_h']:.2f} h)")
-    return lines

@@ -206,3 +206,28 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys):
                  "--cond-drop", "1.5"]) == 2
     err = capsys.readouterr().err
     assert "--cond-drop" in err and len(err.strip().splitlines()) == 2
+
+
+def test_compile_is_the_same_training(trained, cifar_subset, tiny_clip, tmp_path, monkeypatch):
+    """--compile compiles the UNet in place (dynamo's graph capture here: inductor's CPU code generation would
+    take minutes): the same weights and loss rows as the eager run; a resume may switch it off."""
+    modes = []
+    original = torch.nn.Module.compile
+
+    def capture_only(self, *args, **kwargs):
+        modes.append(kwargs.get("mode"))
+        return original(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", capture_only)
+    out = tmp_path / "c10"
+    (out / "work").mkdir(parents=True)
+    (out / "work" / "latents.safetensors").write_bytes((trained / "work" / "latents.safetensors").read_bytes())
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "2", "--compile", "reduce-overhead")) == 0
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--resume")) == 0
+    assert modes == ["reduce-overhead"]
+    a = load_file(trained / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert (out / "loss.csv").read_text().split("\n")[1].split(",")[:2] == \
+        (trained / "loss.csv").read_text().split("\n")[1].split(",")[:2]
+    assert main(_train_args(cifar_subset, tiny_clip, tmp_path / "bad", "--compile", "fast")) == 2

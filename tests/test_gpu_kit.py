@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import gpu_kit  # noqa: E402
 import gpu_prepare  # noqa: E402
+import gpu_run  # noqa: E402
 import gpu_sd  # noqa: E402
+import gpu_variants  # noqa: E402
 
 
 def make_wheel(folder: Path, name: str = "d4mkitprobe") -> Path:
@@ -61,6 +63,10 @@ def kit_repo(tmp: Path, tiny_text: Path, per_class: int) -> Path:
     return repo
 
 
+# every phase, the projection last (it reads what the others measured, the JPEG loader's rate from 'encoding')
+SMOKE_PHASES = [p for p in gpu_run.ALL_PHASES.split(",") if p != "projection"] + ["projection"]
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, tiny_text):
     """The exact device command, with --smoke added, run here: (repo, $OUT, work dir, completed process)."""
@@ -72,7 +78,8 @@ def smoke(tmp_path_factory, tiny_text):
     shim = bin_dir / "python3"  # the GPU image's python3 is this interpreter here (a link would lose its venv)
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     shim.chmod(0o755)
-    command = (gpu_kit.COMMAND.replace("bench/gpu_run.py", "bench/gpu_run.py --smoke --deadline-scale 10")
+    command = (gpu_kit.COMMAND.replace("bench/gpu_run.py", "bench/gpu_run.py --smoke --deadline-scale 10 --phases "
+                                       + ",".join(SMOKE_PHASES))
                .replace("/tmp/site", str(tmp / "site")).replace("/tmp/d4m-gpu", str(tmp / "work")))
     env = dict(os.environ, OUT=str(out), PATH=f"{bin_dir}:{os.environ['PATH']}")
     env.pop("PYTHONPATH", None)
@@ -87,8 +94,34 @@ def test_smoke_runs_every_phase_through_the_device_command(smoke):
     results = json.loads((out / "results.json").read_text())
     assert results["smoke"] is True
     phases = results["phases"]
-    assert list(phases) == ["environment", "synthesis", "encoding", "generator", "distill"]
+    assert list(phases) == SMOKE_PHASES
     assert {k: v["status"] for k, v in phases.items()} == dict.fromkeys(phases, "ok"), phases
+    var = phases["variants"]["variants"]  # CUDA-only variants skipped with a reason, the rest measured
+    assert set(var) == set(gpu_variants.ORDER)
+    assert var["reduce-overhead"]["skipped"] == gpu_variants.NEEDS_CUDA["reduce-overhead"]
+    assert var["max-autotune"]["skipped"] and var["compile"]["skipped"] == gpu_variants.SMOKE_COMPILE
+    for name in ("eager", "channels_last", "bf16"):
+        v = var[name]
+        assert v["s_per_image"] > 0 and v["ratio_vs_official"] > 0 and v["dtype"].endswith(name == "bf16" and
+                                                                                           "bfloat16" or "float16")
+        assert v["latent_diff_vs_fp32"] <= v["latent_scale"] and 0 <= v["image_diff_vs_fp32_255"] <= 255
+    assert var["eager"]["latent_diff_vs_eager"] == 0 and var["channels_last"]["layout"] == "channels_last"
+    assert var["bf16"]["fwd_diff_vs_fp32"] > var["eager"]["fwd_diff_vs_fp32"]  # bf16 rounds coarser than fp16
+    assert phases["variants"]["recommendation"]["default"] in var
+    vae = phases["vae"]
+    assert {"eager", "channels_last", "bf16"} <= {k for k, v in vae["variants"].items() if v.get("best_images_per_s")}
+    assert vae["profile"]["contiguous"] and vae["profile"]["channels_last"][0]["self_ms"] >= 0
+    lab = phases["labels"]
+    for key in ("stream_cpu_images_per_s", "teacher_gpu_images_per_s", "student_gpu_images_per_s",
+                "relabel_images_per_s", "train_images_per_s"):
+        assert lab[key] > 0, key
+    assert lab["projection"]["labels_ipc50_h"] == pytest.approx(5 * lab["projection"]["labels_ipc10_h"])
+    runs = phases["genspeed"]["runs"]
+    assert runs["batch128-no"]["steps"] == 4 and runs["batch128-no"]["steps_per_s"] > 0
+    assert runs["batch128-default"]["skipped"] and phases["genspeed"]["best"] in ("batch128-no", "batch512-no")
+    proj = phases["projection"]
+    assert set(proj["sources"].values()) == {"this run"}  # a smoke run never reads earlier GPU results
+    assert proj["projection"]["today_ipc10_gpus8"]["total_h"] > 0
     syn = phases["synthesis"]
     assert syn["max_abs_latent_diff"] < 1e-3 * syn["latent_scale"]  # d4m's denoise = the pipeline, same seeds
     assert syn["max_abs_latent_diff_b1"] < 1e-3 * syn["latent_scale"]  # one image per call
@@ -238,3 +271,19 @@ def test_a_phase_past_its_deadline_keeps_what_it_measured(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())["phases"]
     assert saved["environment"]["status"] == "deadline" and saved["environment"]["first"] == 1.0
     assert saved["environment"]["wall_s"] < 10 and saved["distill"] == {**saved["distill"], "status": "ok", "done": True}
+
+
+def test_report_renders_the_new_phases(smoke):
+    """BENCHMARKS.md's section 5 renders every new phase of a results file (the smoke's, relabelled as a GPU run
+    here only to exercise the renderer), and marks them not measured while no GPU run has them."""
+    import gpu_report
+
+    _, out, _, _ = smoke
+    r = json.loads((out / "results.json").read_text())
+    assert gpu_report.render(r) == ["(the results file is from a --smoke run on a CPU: not GPU figures)"]
+    text = "\n".join(gpu_report.render(dict(r, smoke=False)))
+    assert "| eager | float16, contiguous |" in text and "| reduce-overhead | CUDA graphs need" in text
+    assert "GPU default by the rule: **" in text and "- labels: ImageNet-1K, 300 epochs: labels IPC 10" in text
+    assert "- projection: ImageNet-1K IPC 10 today:" in text and "VAE encoder top kernels, channels_last" in text
+    assert gpu_report.render_runs([])[-len(gpu_report.NEXT):] == gpu_report.NEXT
+    assert gpu_report.render_runs([dict(r, smoke=False)])[-1] != gpu_report.NEXT[-1]

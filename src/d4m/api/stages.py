@@ -172,14 +172,13 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
     Every check that can run before the work runs first, before an image is decoded or a file written: flags
     (validated with the config), device, output folder, the dataset listing, the models and their fit.
     """
-    import torch
-
     from d4m.data import DataSpec, open_dataset
     from d4m.data.datasets import first_readable_size
     from d4m.parallel import resolve_device, topology
     from d4m.prototypes.stage import class_indices, load_prototypes, run_prototypes
     from d4m.runio.atomic import atomic_write_bytes
     from d4m.runio.stagelog import StageTimer
+    from d4m.synthesis.builds import apply_build, choose_build
     from d4m.synthesis.generator import load_models
     from d4m.synthesis.stage import run_synthesis
 
@@ -217,8 +216,8 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
             log.info("prototypes: %.1f s, %s images/s", t.record["wall_s"], t.record["images_per_s"])
     if stage in ("synthesize", "distill"):
         tensors, meta = load_prototypes(rd.prototypes)
-        if gen is not None and cfg.compile:
-            gen.unet = torch.compile(gen.unet)
+        if gen is not None:  # eager unless --compile, or a GPU default that a GPU run's rule admitted
+            gen.unet = apply_build(gen.unet, choose_build(cfg.compile, device))
         with StageTimer(rd.log, "synthesis", unit="images", device=device, world=topo.world) as t:
             run_synthesis(cfg, rd, tensors["prototypes"].float(), meta["label_texts"], meta["classes"], codec,
                           gen, topo, device, dtype, timer=t, skipped=meta.get("skipped"))

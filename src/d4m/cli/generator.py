@@ -46,6 +46,8 @@ def register(sub) -> None:
     a("--schedule", help="noise schedule: sd (SD v1.5's) | sd-zero-snr (SD's with zero terminal SNR, needs "
                          "v_prediction) | cosine (default: sd-zero-snr with v_prediction, sd with epsilon)")
     a("--latent-cache", help="folder for the encoded latents, shared between runs (default OUT/work)")
+    a("--compile", help="torch.compile the UNet: no (default) | default | reduce-overhead (+ CUDA graphs) | "
+                        "max-autotune; the same model, fewer kernel launches per step on a GPU")
     a("--threads", type=int, help="CPU threads for torch (1 is often fastest on busy shared cores)")
     a("--resume", action="store_true", help="continue from OUT's checkpoint")
     t.set_defaults(func=run_train_command)

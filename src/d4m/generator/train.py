@@ -26,9 +26,10 @@ from d4m.runio.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 RESUME_FREE = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "mixed_precision", "encode_batch_size",
-               "latent_cache")
+               "latent_cache", "compile")
 LEGACY = {"latent_norm": "global", "prediction": "epsilon", "snr_gamma": None, "schedule": "sd"}  # before these options
 LATENT_NORMS = ("channel", "global")
+COMPILE_MODES = ("no", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes (reduce-overhead: + CUDA graphs)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class TrainConfig:
     snr_gamma: float | None = None  # min-SNR-gamma loss weighting (None or 0: the plain loss)
     schedule: str | None = None  # sd | sd-zero-snr (needs v_prediction) | cosine; None: zero-SNR for v, sd for epsilon
     latent_cache: str | None = None  # folder of the encoded latents, shareable between runs (default OUT/work)
+    compile: str = "no"  # torch.compile the UNet in place (one of COMPILE_MODES): the same model, fewer launches
 
     def __post_init__(self) -> None:
         if self.schedule is None:  # the screens (RESULTS.md 2.1): zero terminal SNR pays with v-prediction
@@ -73,7 +75,8 @@ class TrainConfig:
                   ("--mixed-precision", self.mixed_precision in ("auto", "no", "bf16", "fp16")),
                   ("--preset", self.preset in PRESETS), ("--latent-norm", self.latent_norm in LATENT_NORMS),
                   ("--prediction", self.prediction in PREDICTIONS), ("--schedule", self.schedule in SCHEDULES),
-                  ("--snr-gamma", self.snr_gamma is None or self.snr_gamma >= 0)]
+                  ("--snr-gamma", self.snr_gamma is None or self.snr_gamma >= 0),
+                  ("--compile", self.compile in COMPILE_MODES)]
         for flag, ok in checks:
             if not ok:
                 raise ConfigError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))!r}: invalid value")
@@ -172,7 +175,10 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     unet = build_unet(cfg.preset, channels, size, learned.weight.shape[-1] if learned else text.hidden_size)
     train_sched, sampler = noise_schedulers(cfg.prediction, cfg.schedule)
     trained = list(unet.parameters()) + ([learned.weight] if learned else [])  # the EMA and the optimiser's order
-    ema = EMAModel(trained, decay=cfg.ema_decay, use_ema_warmup=True, model_cls=type(unet), model_config=unet.config)
+    # foreach on CUDA: one launch per step for all parameters instead of several per tensor (the GPU loop is
+    # launch-bound at small latents); the CPU keeps the per-tensor loop
+    ema = EMAModel(trained, decay=cfg.ema_decay, use_ema_warmup=True, model_cls=type(unet), model_config=unet.config,
+                   foreach=str(dev).startswith("cuda"))
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.warmup_steps)
     step, history = 0, []
@@ -185,6 +191,8 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
         ema.load_state_dict(state["ema"])
         step, history = int(state["step"]), list(state["history"])
         log.info("resuming %s at step %d", out, step)
+    if cfg.compile != "no":  # in place: the module, its state_dict keys and what it computes stay the same
+        unet.compile(mode=None if cfg.compile == "default" else cfg.compile)
     unet, learned, opt = acc.prepare(unet, learned, opt)  # the embedding too: several processes keep one (None stays)
     if state is not None and state.get("scaler") is not None and acc.scaler is not None:
         acc.scaler.load_state_dict(state["scaler"])
@@ -248,10 +256,11 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
             ema.step(params())
             step += 1
             timer.items += cfg.batch_size
-            window.append(float(acc.reduce(loss.detach(), "mean")))
+            window.append(acc.reduce(loss.detach(), "mean"))  # read at the next log row: no sync per step
             bar.update(1)
-            bar.set_postfix(loss=f"{window[-1]:.4f}", epoch=f"{step / spe:.2f}")
             if step % every == 0 or step == total:
+                window = [float(x) for x in window]
+                bar.set_postfix(loss=f"{window[-1]:.4f}", epoch=f"{step / spe:.2f}")
                 rate = (step - seen0) * cfg.batch_size / (time.perf_counter() - t0)
                 history.append({"step": step, "epoch": step / spe, "loss": sum(window) / len(window),
                                 "lr": lr_sched.get_last_lr()[0], "samples_per_s": rate})
