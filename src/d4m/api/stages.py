@@ -124,6 +124,9 @@ def sweep(run: str | Path | Run, strengths: list[float] | str, *, batch_size: in
     old = src.dir.read_config()
     if old is None or not src.dir.prototypes.is_file():
         raise ConfigError(f"--run {src.path}: needs config.yaml and prototypes.safetensors (run `d4m prototypes`)")
+    if old.get("generator") == "none":
+        raise ConfigError(f"--strength given, but --run {src.path} decodes its prototypes (generator: none in its "
+                          "config.yaml): nothing to sweep; synthesize it with --generator model first")
     done = []
     for s in parse_strengths(strengths):
         dst = Run(src.path / "sweep" / f"strength-{s:g}")
