@@ -1,9 +1,9 @@
-"""Encode a dataset once into codec latents (both horizontal flips), cached under ``OUT/work/``.
+"""Encode a dataset once into codec latents (both horizontal flips), cached in the work folder ``OUT.work/``.
 
 Images are squashed to ``size`` x ``size`` exactly as the prototype stage does, so the generator learns the latent
 distribution that ``d4m distill`` later feeds it. Encoding is chunked: each chunk of images is written atomically
-to ``work/latents/part-XXXXX.safetensors``, so a killed run resumes at the next chunk; the parts are then joined
-into ``work/latents.safetensors``: ``latents`` [N, 2, C, h, w] (unflipped, flipped) and ``targets`` [N].
+to ``latents/part-XXXXX.safetensors`` there, so a killed run resumes at the next chunk; the parts are then joined
+into ``latents.safetensors``: ``latents`` [N, 2, C, h, w] (unflipped, flipped) and ``targets`` [N].
 The folder may be shared by several runs (``--latent-cache``): the file records what it was encoded from (data,
 codec, size, subset, seed) and a run with other inputs is refused rather than fed the wrong latents.
 
