@@ -254,3 +254,44 @@ def test_distill_refuses_a_size_the_generator_was_not_trained_at(trained, cifar_
                  "--size", "64", "--ipc", "1", "--out", str(tmp_path / "run"), "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert "--size 64" in err and "pass --size 32" in err and not (tmp_path / "run" / "prototypes.safetensors").exists()
+
+
+def test_distill_reuses_the_generators_latents_until_an_image_changes(cifar_subset, tiny_clip, tmp_path,
+                                                                      monkeypatch):
+    """Same data, codec and size: the prototype stage takes the latents the generator's training encoded (no
+    encode), gets the very prototypes a fresh encode gives, and encodes a class again once one of its files
+    changed."""
+    import shutil
+
+    from PIL import Image
+
+    from d4m.codec.taef2 import TAEF2Codec
+
+    data = tmp_path / "data"
+    for cls in ("airplane", "cat", "truck"):
+        (data / cls).mkdir(parents=True)
+        for f in sorted((cifar_subset / cls).iterdir())[:4]:
+            shutil.copy(f, data / cls / f.name)
+    gen = tmp_path / "gen"
+    args = _train_args(data, tiny_clip, gen, "--max-steps", "1")
+    args.remove("--max-per-class"), args.remove("4")
+    assert main(args) == 0
+    encoded = []
+    real = TAEF2Codec.encode
+    monkeypatch.setattr(TAEF2Codec, "encode", lambda self, x, g=None: encoded.append(len(x)) or real(self, x, g))
+    codec = "taef2:" + str(shared_path("weights", "taef2"))
+
+    def distill(out, model):
+        assert main(["prototypes", "--data", f"folder:{data}", "--model", str(model), "--codec", codec,
+                     "--size", "32", "--ipc", "2", "--out", str(out), "--workers", "0"]) == 0
+        return load_file(out / "prototypes.safetensors")["prototypes"]
+
+    reused = distill(tmp_path / "a", gen)
+    assert encoded == []  # no image encoded again
+    fresh = distill(tmp_path / "b", tmp_path / "no-generator")  # nothing to reuse: encodes all 12
+    assert sum(encoded) == 12 and torch.allclose(reused, fresh, atol=1e-5)
+    encoded.clear()
+    first = sorted((data / "cat").iterdir())[0]
+    Image.open(first).rotate(90).save(first)  # one image of one class changed
+    distill(tmp_path / "c", gen)
+    assert encoded == [4]  # that class (4 images) only

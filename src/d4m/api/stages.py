@@ -214,8 +214,11 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
             atomic_write_bytes(rd.prototypes, prototypes_from.read_bytes())
     topo.barrier()
     if stage in ("prototypes", "distill"):
+        from d4m.prototypes.cache import EncodedLatents
+
+        encoded = EncodedLatents.find(cfg.model, dataset, codec, cfg.size)  # a d4m generator's, when they fit
         with StageTimer(rd.log, "prototypes", unit="images", device=device, world=topo.world) as t:
-            run_prototypes(cfg, rd, dataset, codec, topo, timer=t)
+            run_prototypes(cfg, rd, dataset, codec, topo, timer=t, encoded=encoded)
         if topo.is_main:
             log.info("prototypes: %.1f s, %s images/s", t.record["wall_s"], t.record["images_per_s"])
     if stage in ("synthesize", "distill"):

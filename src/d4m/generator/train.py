@@ -149,7 +149,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     info_base = {**norm_info, "codec": cfg.codec, "size": cfg.size, "classes": list(dataset.classes),
                  "label_texts": list(dataset.label_texts), "prompt_template": "{}",
                  "text_attention_mask": bool(learned is None and text.attention_mask),
-                 "text_encoder": cfg.text_encoder,
+                 "text_encoder": cfg.text_encoder, "latents": str((cache / "latents.safetensors").resolve()),
                  "latent_shape": list(latents.shape[2:]), "train_images": n, "unet_params": n_params,
                  "train": dataclasses.asdict(cfg)}
 
