@@ -78,7 +78,9 @@ def phase_generator(ctx, rec: dict) -> None:
     dataset = open_dataset(cfg.data, "train")
     codec = build_codec(cfg.codec, device=cfg.device)
     t = time.perf_counter()
-    cache = Path(getattr(cfg, "latent_cache", None) or Path(cfg.out) / "work")  # where run_train looks
+    from d4m.generator.train import work_dir
+
+    cache = Path(getattr(cfg, "latent_cache", None) or work_dir(Path(cfg.out)))  # where run_train looks
     latents, _ = encode_dataset(dataset, select_indices(dataset, cfg.max_per_class, cfg.seed), codec,
                                 cache, size=cfg.size, batch_size=cfg.encode_batch_size,
                                 workers=cfg.workers, seed=cfg.seed)

@@ -123,10 +123,33 @@ def memory(r: dict) -> list[str]:
     return rows
 
 
+def synthesis_flops(r: dict) -> list[str]:
+    s = r["settings"]
+    load = r.get("load_average")
+    where = f"load average {load:.1f} on {r['machine']['cores']} cores" if load else "a loaded machine"
+    rows = [f"Command: `{r['command']}` — {r['machine']['date']}", "",
+            f"d4m's `denoise` (img2img, {s['steps']} steps at strength {s['strength']} = "
+            f"{int(s['steps'] * s['strength'])} UNet calls, CFG {s['guidance']:g} on a {s['tokens']}-token prompt) on "
+            f"32-channel latents, {s['threads']} thread, timed over {s['timed_steps']} steps (64x64: 2) and scaled "
+            f"to {s['steps']}, {s['reps']} rep(s). Seconds are CPU time of the one thread; wall time beside it shows "
+            f"the load ({where}). "
+            f"FLOP floor = FLOPs x calls / the best fp32 matmul rate "
+            f"({max(r['matmul_gflops']):.1f} GFLOP/s, measured before and after).", "",
+            "| case | UNet M params | GFLOP per image per call | CPU s/image | wall s/image | x FLOP floor | "
+            "x first row |", "|---|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        rows.append(f"| {x['case']} | {x['params_M']:.2f} | {x['gflop_per_image_call']:.3g} | "
+                    f"{x['s_per_image_50_steps']:.3g} | {x['wall_s_per_image_50_steps']:.3g} | "
+                    f"{x['ratio_to_floor']:.2f}x | {x['vs_first']:.2f}x |")
+    return rows
+
+
 SECTIONS = (("1. Synthesis throughput (`bench/synthesis.py`)", "synthesis", synthesis),
             ("2. Per-class k-means (`bench/kmeans.py`)", "kmeans", kmeans),
             ("3. Storage (`bench/storage.py`)", "storage", storage),
-            ("4. Prototype-stage memory (`bench/memory.py`)", "memory", memory))
+            ("4. Prototype-stage memory (`bench/memory.py`)", "memory", memory),
+            ("4b. A trained generator's synthesis against its FLOPs (`bench/synthesis_flops.py`)", "synthesis_flops",
+             synthesis_flops))
 
 
 def render(quick: bool = False, notes: str = "") -> str:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("synthesis", "kmeans", "storage", "memory")
+NAMES = ("synthesis", "kmeans", "storage", "memory", "synthesis_flops")
 
 
 def main(argv=None) -> int:

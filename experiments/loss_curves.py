@@ -21,16 +21,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def train_config(run: Path) -> dict:
+    """The training settings: train.json in older model folders, else d4m.json's ``train`` (train.json now lives in
+    the work folder beside the model)."""
+    if (run / "train.json").is_file():
+        return json.loads((run / "train.json").read_text())
+    return json.loads((run / "d4m.json").read_text()).get("train", {})
+
+
 def read_curve(run: Path) -> tuple[list[int], list[float]]:
-    """(samples seen, loss) per logged step, from a run's loss.csv and the batch size in its train.json."""
-    batch = json.loads((run / "train.json").read_text()).get("batch_size", 1)
+    """(samples seen, loss) per logged step, from a run's loss.csv and the batch size it trained with."""
+    batch = train_config(run).get("batch_size", 1)
     with open(run / "loss.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [int(r["step"]) * batch for r in rows], [float(r["loss"]) for r in rows]
 
 
 def objective(run: Path) -> str:
-    return json.loads((run / "train.json").read_text()).get("prediction", "epsilon")
+    return train_config(run).get("prediction", "epsilon")
 
 
 def main() -> int:

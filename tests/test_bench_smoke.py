@@ -19,7 +19,7 @@ def bench_path():
     sys.path.remove(str(BENCH))
 
 
-@pytest.mark.parametrize("name", ["synthesis", "kmeans", "storage", "memory"])
+@pytest.mark.parametrize("name", ["synthesis", "kmeans", "storage", "memory", "synthesis_flops"])
 def test_benchmark_smoke_prints_ratio(bench_path, name, capsys):
     module = importlib.import_module(name)
     before = {p: p.stat().st_mtime for p in (BENCH / "results").glob("*.json")} if (BENCH / "results").is_dir() else {}

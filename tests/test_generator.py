@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from d4m.cli.main import main
 from d4m.generator.objective import diffusion_loss, draw
 from d4m.generator.unet_presets import build_unet, noise_schedulers
+from d4m.generator.train import work_dir
 from tests.conftest import shared_path
 from tests.tiny_models import make_tiny_clip
 
@@ -44,13 +45,19 @@ def trained(tmp_path_factory, cifar_subset, tiny_clip):
 def test_trained_model_folder(trained):
     for part in ("unet", "scheduler", "text_encoder", "tokenizer"):
         assert (trained / part).is_dir(), part
+    # only what sampling needs (a local encoder folder cannot be named, so it is copied); the rest beside it
+    assert sorted(p.name for p in trained.iterdir()) == ["d4m.json", "loss.csv", "scheduler", "text_encoder",
+                                                         "tokenizer", "unet"]
+    assert work_dir(trained) == trained.parent / "c10.work"
+    assert {"checkpoint.pt", "latents.safetensors", "train.json", "log.jsonl"} <= {p.name for p in
+                                                                                 work_dir(trained).iterdir()}
     info = json.loads((trained / "d4m.json").read_text())
     assert info["classes"][0] == "airplane" and info["label_texts"][9] == "truck"
     assert info["size"] == 32 and info["codec"].startswith("taef2:") and info["step"] == 4
     assert info["text_attention_mask"] is False and info["latent_norm"] == "channel"
     assert len(info["latent_mean"]) == 32 and all(0.01 < s < 20 for s in info["latent_std"])
     assert info["train_images"] == 40 and info["latent_shape"] == [32, 4, 4]
-    lat = load_file(trained / "work" / "latents.safetensors")
+    lat = load_file(work_dir(trained) / "latents.safetensors")
     assert lat["latents"].shape == (40, 2, 32, 4, 4) and lat["targets"].bincount().tolist() == [4] * 10
     rows = (trained / "loss.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == 3  # a row per 2 steps
@@ -107,8 +114,8 @@ def test_a_generator_folder_can_name_its_text_encoder_instead_of_holding_it(trai
 
 def test_resume_continues_identically(trained, cifar_subset, tiny_clip, tmp_path, capsys):
     out = tmp_path / "c10"
-    (out / "work").mkdir(parents=True)
-    (out / "work" / "latents.safetensors").write_bytes((trained / "work" / "latents.safetensors").read_bytes())
+    work_dir(out).mkdir(parents=True)
+    (work_dir(out) / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
     assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "2")) == 0
     assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4")) == 2  # no silent overwrite
     assert "--resume" in capsys.readouterr().err
@@ -117,8 +124,8 @@ def test_resume_continues_identically(trained, cifar_subset, tiny_clip, tmp_path
     a = load_file(trained / "unet" / "diffusion_pytorch_model.safetensors")
     b = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    ca = torch.load(trained / "work" / "checkpoint.pt", weights_only=False)
-    cb = torch.load(out / "work" / "checkpoint.pt", weights_only=False)
+    ca = torch.load(work_dir(trained) / "checkpoint.pt", weights_only=False)
+    cb = torch.load(work_dir(out) / "checkpoint.pt", weights_only=False)
     assert all(torch.equal(ca["unet"][k], cb["unet"][k]) for k in ca["unet"])
     assert (out / "loss.csv").read_text() .split("\n")[1].split(",")[:3] == \
         (trained / "loss.csv").read_text().split("\n")[1].split(",")[:3]
@@ -138,8 +145,8 @@ def test_learned_class_embedding_trains_resumes_and_distills(trained, cifar_subs
 
     whole, split = tmp_path / "whole", tmp_path / "split"
     for out in (whole, split):
-        (out / "work").mkdir(parents=True)
-        (out / "work" / "latents.safetensors").write_bytes((trained / "work" / "latents.safetensors").read_bytes())
+        work_dir(out).mkdir(parents=True)
+        (work_dir(out) / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
     assert main(args(whole, 4)) == 0
     assert main(args(split, 2)) == 0 and main(args(split, 4, "--resume")) == 0
     assert not (whole / "text_encoder").exists() and not (whole / "tokenizer").exists()
@@ -220,8 +227,8 @@ def test_compile_is_the_same_training(trained, cifar_subset, tiny_clip, tmp_path
 
     monkeypatch.setattr(torch.nn.Module, "compile", capture_only)
     out = tmp_path / "c10"
-    (out / "work").mkdir(parents=True)
-    (out / "work" / "latents.safetensors").write_bytes((trained / "work" / "latents.safetensors").read_bytes())
+    work_dir(out).mkdir(parents=True)
+    (work_dir(out) / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
     assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "2", "--compile", "reduce-overhead")) == 0
     assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--resume")) == 0
     assert modes == ["reduce-overhead"]
@@ -231,3 +238,85 @@ def test_compile_is_the_same_training(trained, cifar_subset, tiny_clip, tmp_path
     assert (out / "loss.csv").read_text().split("\n")[1].split(",")[:2] == \
         (trained / "loss.csv").read_text().split("\n")[1].split(",")[:2]
     assert main(_train_args(cifar_subset, tiny_clip, tmp_path / "bad", "--compile", "fast")) == 2
+
+
+def test_named_encoder_is_not_copied(tmp_path):
+    """clip / minilm are named in d4m.json (loaded by name at synthesis), never copied into the model folder."""
+    from types import SimpleNamespace
+
+    from d4m.generator.export import export_generator
+    from d4m.generator.unet_presets import build_unet, noise_schedulers
+
+    unet, (_, sampler) = build_unet("tiny", 4, 8, 16), noise_schedulers("v_prediction", "sd-zero-snr")
+    text = SimpleNamespace(model=torch.nn.Linear(2, 2), tokenizer=None)  # would fail to save if it were tried
+    export_generator(tmp_path / "m", unet, sampler, text, {"text_encoder": "minilm"}, named=True)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["d4m.json", "scheduler", "unet"]
+
+
+def test_time_budget_stops_cleanly_and_resumes_exactly(trained, cifar_subset, tiny_clip, tmp_path, caplog):
+    """--max-minutes: the first step past the budget ends training with a checkpoint and an export; --resume
+    continues to the same weights as an uninterrupted run."""
+    out = tmp_path / "c10"
+    work_dir(out).mkdir(parents=True)
+    (work_dir(out) / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
+    with caplog.at_level("INFO"):
+        assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--max-minutes", "1e-6")) == 0
+    assert "stopped by --max-minutes" in caplog.text
+    info = json.loads((out / "d4m.json").read_text())
+    assert info["step"] == 1 and (out / "unet").is_dir()
+    assert torch.load(work_dir(out) / "checkpoint.pt", weights_only=False)["step"] == 1
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--resume")) == 0
+    a = load_file(trained / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distill_refuses_a_size_the_generator_was_not_trained_at(trained, cifar_subset, tmp_path, capsys):
+    """A d4m generator trained at --size 32 fed 64 px prototypes: a one-line error before any encoding (this
+    is what made distillation with a user-trained generator cost seconds per image, issue 25)."""
+    codec = shared_path("weights", "taef2")
+    assert main(["distill", "--data", f"folder:{cifar_subset}", "--model", str(trained), "--codec", f"taef2:{codec}",
+                 "--size", "64", "--ipc", "1", "--out", str(tmp_path / "run"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--size 64" in err and "pass --size 32" in err and not (tmp_path / "run" / "prototypes.safetensors").exists()
+
+
+def test_distill_reuses_the_generators_latents_until_an_image_changes(cifar_subset, tiny_clip, tmp_path,
+                                                                      monkeypatch):
+    """Same data, codec and size: the prototype stage takes the latents the generator's training encoded (no
+    encode), gets the very prototypes a fresh encode gives, and encodes a class again once one of its files
+    changed."""
+    import shutil
+
+    from PIL import Image
+
+    from d4m.codec.taef2 import TAEF2Codec
+
+    data = tmp_path / "data"
+    for cls in ("airplane", "cat", "truck"):
+        (data / cls).mkdir(parents=True)
+        for f in sorted((cifar_subset / cls).iterdir())[:4]:
+            shutil.copy(f, data / cls / f.name)
+    gen = tmp_path / "gen"
+    args = _train_args(data, tiny_clip, gen, "--max-steps", "1")
+    args.remove("--max-per-class"), args.remove("4")
+    assert main(args) == 0
+    encoded = []
+    real = TAEF2Codec.encode
+    monkeypatch.setattr(TAEF2Codec, "encode", lambda self, x, g=None: encoded.append(len(x)) or real(self, x, g))
+    codec = "taef2:" + str(shared_path("weights", "taef2"))
+
+    def distill(out, model):
+        assert main(["prototypes", "--data", f"folder:{data}", "--model", str(model), "--codec", codec,
+                     "--size", "32", "--ipc", "2", "--out", str(out), "--workers", "0"]) == 0
+        return load_file(out / "prototypes.safetensors")["prototypes"]
+
+    reused = distill(tmp_path / "a", gen)
+    assert encoded == []  # no image encoded again
+    fresh = distill(tmp_path / "b", tmp_path / "no-generator")  # nothing to reuse: encodes all 12
+    assert sum(encoded) == 12 and torch.allclose(reused, fresh, atol=1e-5)
+    encoded.clear()
+    first = sorted((data / "cat").iterdir())[0]
+    Image.open(first).rotate(90).save(first)  # one image of one class changed
+    distill(tmp_path / "c", gen)
+    assert encoded == [4]  # that class (4 images) only

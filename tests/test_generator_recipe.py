@@ -117,7 +117,7 @@ def test_recipe_options_end_to_end(cifar_subset, tiny_clip, tmp_path):  # noqa: 
     cache = tmp_path / "cache"
     first = _train_args(cifar_subset, tiny_clip, tmp_path / "a", "--max-steps", "2", "--latent-cache", str(cache))
     assert main(first) == 0
-    assert (cache / "latents.safetensors").is_file() and not (tmp_path / "a" / "work" / "latents.safetensors").exists()
+    assert (cache / "latents.safetensors").is_file() and not (tmp_path / "a.work" / "latents.safetensors").exists()
     out = tmp_path / "v"
     args = _train_args(cifar_subset, tiny_clip, out, "--max-steps", "2", "--latent-cache", str(cache),
                        "--prediction", "v_prediction", "--schedule", "sd-zero-snr", "--snr-gamma", "5")

@@ -132,10 +132,14 @@ def test_decode_alias_and_sweep(tmp_path, cifar_subset, tiny_sd):
     run = tmp_path / "d"
     assert main(["select", "--method", "decode", "--data", f"folder:{cifar_subset}", "--ipc", "1", "--out", str(run),
                  "--model", str(tiny_sd), "--size", "32", "--max-per-class", "3"]) == 0
-    assert "generator: none" in (run / "config.yaml").read_text()
-    assert main(["sweep", "--run", str(run), "--strength", "0.3,0.6", "--batch-size", "10"]) == 0
+    text = (run / "config.yaml").read_text()
+    assert "generator: none" in text and "strength" not in text  # a decode run records no denoiser settings
+    assert main(["sweep", "--run", str(run), "--strength", "0.3,0.6"]) == 2  # nothing to sweep in a decode run
+    den = tmp_path / "den"
+    assert main(["synthesize", "--run", str(run), "--out", str(den), "--generator", "model", "--steps", "4"]) == 0
+    assert main(["sweep", "--run", str(den), "--strength", "0.3,0.6", "--batch-size", "10"]) == 0
     for s in ("0.3", "0.6"):
-        sub = run / "sweep" / f"strength-{s}"
+        sub = den / "sweep" / f"strength-{s}"
         assert len(list((sub / "images").glob("*/*.png"))) == 10
         assert f"strength: {s}" in (sub / "config.yaml").read_text()
         assert (sub / "prototypes.safetensors").read_bytes() == (run / "prototypes.safetensors").read_bytes()

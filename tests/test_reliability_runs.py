@@ -7,8 +7,10 @@ import json
 import shutil
 
 import pytest
+import yaml
 
 from d4m.cli.main import main
+from d4m.config import DistillConfig
 from d4m.runio.rundir import MARKER, RunDir
 from d4m.runio.verify import run_problems, verify_run
 from tests.test_reliability_models import one_error, small_folder
@@ -162,7 +164,9 @@ def test_force_works_in_d4m_run_dirs_and_legacy_ones(tmp_path, tiny_sd, data, ca
     assert _distill(data, tiny_sd, run, "--ipc", "2") == 2
     assert "--force" in one_error(capsys.readouterr().err)  # d4m's own run: --force is the way
     assert _distill(data, tiny_sd, run, "--ipc", "2", "--force") == 0 and len(_pngs(run)) == 6
-    (run / MARKER).unlink()  # a run made before markers: recognised by its complete config.yaml
+    (run / MARKER).unlink()  # a run made before markers: recognised by its complete config.yaml (every key, as
+    full = {**DistillConfig().to_dict(), **yaml.safe_load((run / "config.yaml").read_text())}  # d4m wrote then)
+    (run / "config.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
     assert _distill(data, tiny_sd, run, "--ipc", "1", "--force") == 0 and len(_pngs(run)) == 3
     empty = tmp_path / "empty"
     empty.mkdir()

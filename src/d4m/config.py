@@ -233,11 +233,51 @@ def validate_guided(cfg: DistillConfig) -> None:
         raise ConfigError("--candidates / --mode-guidance: need --generator model (decoding prototypes draws nothing)")
 
 
+# settings only the denoiser reads (and the model, when the codec is not the model's own VAE)
+DENOISER_ONLY = ("init", "scheduler", "strength", "guidance", "steps", "prompt_template", "negative_prompt",
+                 "compile", "mode_guidance", "mode_stop", "candidates", "candidate_teacher", "diversity")
+SELECT_METHODS = ("random", "kcenter", "herding")
+# what every select run uses; kcenter / herding on codec latents add the codec's settings
+SELECT_RECORD = ("data", "ipc", "max_per_class", "out_size", "seed", "out", "extras")
+CODEC_RECORD = ("codec", "size", "encode_batch_size", "workers")
+
+
+def recorded(cfg: DistillConfig) -> dict:
+    """The settings this run used, as ``config.yaml`` records them: nothing it did not use.
+
+    A decode run (``generator: none``) drops the denoiser's settings (and the model unless the codec is its VAE);
+    a random selection keeps no codec or encode size; kcenter / herding on teacher features neither. The VAE
+    posterior is recorded only for VAE codecs (``model`` or ``vae:``), never for TAEF2. The prototypes stage
+    records the synthesis settings too: they are the plan ``d4m synthesize`` continues from.
+    """
+    values = cfg.to_dict()
+    extras = values.get("extras") or {}
+    method = extras.get("method")
+    if method in SELECT_METHODS:
+        keep = set(SELECT_RECORD)
+        if method != "random" and extras.get("features") == "codec":
+            keep |= set(CODEC_RECORD) | ({"model"} if cfg.codec == "model" else set())
+            keep |= {"posterior"} if not cfg.codec.startswith("taef2:") else set()
+        return {k: v for k, v in values.items() if k in keep}
+    drop = set()
+    if cfg.generator == "none":
+        drop |= set(DENOISER_ONLY) | ({"model"} if cfg.codec != "model" else set())
+    if cfg.codec.startswith("taef2:"):
+        drop.add("posterior")
+    if cfg.mode_guidance <= 0:
+        drop.add("mode_stop")
+    if cfg.candidates <= 1:
+        drop |= {"candidate_teacher", "diversity"}
+    return {k: v for k, v in values.items() if k not in drop}
+
+
 def dump(cfg: DistillConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(recorded(cfg), sort_keys=False, allow_unicode=True)
 
 
 def differing(old: dict, new: DistillConfig, keys: tuple[str, ...]) -> list[str]:
-    """Keys whose values differ; a key absent from ``old`` (a run made before it existed) counts as its default."""
-    values, defaults = new.to_dict(), DistillConfig().to_dict()
-    return [k for k in keys if old.get(k, defaults.get(k)) != values.get(k)]
+    """The ``keys`` recorded by both the old run and the new one whose values differ. A setting one of them did
+    not use (absent from its record) cannot conflict: what decides whether it is used (generator, codec, method)
+    is itself recorded and compared."""
+    values = recorded(new)
+    return [k for k in keys if k in old and k in values and old[k] != values[k]]

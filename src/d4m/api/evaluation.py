@@ -12,6 +12,7 @@ from pathlib import Path
 from d4m.api.run import Run, as_path
 from d4m.checks import whole
 from d4m.errors import ConfigError
+from d4m.settings import documented
 
 
 def _where(run, images, out, allow_incomplete: bool = False) -> tuple[Path, Path, Path, Path]:
@@ -42,6 +43,7 @@ def command_line(command: str, options: dict) -> str:
     return shlex.join(words)
 
 
+@documented("relabel")
 def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | Path | None = None,
             recipe: str = "paper", epochs: int | None = None, size: int | None = None, val: str | None = None,
             topk: int = 0, label_format: str = "fp16", name: str | None = None, out: str | Path | None = None,
@@ -75,13 +77,14 @@ def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | 
     return {**meta, "path": str(store.root)}
 
 
+@documented("evaluate")
 def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str, images: str | Path | None = None,
              student: str = "convnet-w128", recipe: str = "paper", epochs: int | None = None, seeds: int = 1,
              labels: str = "stored", label_format: str = "fp16", topk: int = 0, size: int | None = None,
-             val_limit: int | None = None, batch_size: int = 0, eval_every: int = 0, out: str | Path | None = None,
-             device: str = "auto", workers: int = 0, card: bool = False, train_data: str | None = None,
-             full_data_acc: float | str | None = None, command: str | None = None,
-             allow_incomplete: bool = False) -> dict:
+             val_limit: int | None = None, micro_batch: int = 0, eval_every: int = 0,
+             out: str | Path | None = None, device: str = "auto", workers: int = 0, card: bool = False,
+             train_data: str | None = None, full_data_acc: float | str | None = None, command: str | None = None,
+             allow_incomplete: bool = False, batch_size: int | None = None) -> dict:
     """Train ``seeds`` students on the distilled images with the teacher's labels; test on real data (``d4m evaluate``).
 
     Returns the summary (``last_epoch_top1`` mean/std over seeds, the headline; ``best_epoch_top1`` beside it;
@@ -96,11 +99,19 @@ def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str,
         summary["last_epoch_top1"]["mean"]
         card = d4m.evaluate_run(run, teacher="cifar-resnet20:FILE", val="cifar10:~/data", seeds=3, card=True)
         card["IOR"], card["HLR"]
+
+    ``micro_batch`` only splits each of the recipe's batches to fit memory (gradient accumulation): the recipe's
+    batch size (50 in ``paper``) is what the students train with whatever it is. ``batch_size`` is its older name,
+    still accepted.
     """
     from d4m.evaluate.run import EvalJob, run_evaluation
     from d4m.parallel import resolve_device, topology
     from d4m.train import load_recipe
 
+    if batch_size is not None:  # the older name of micro_batch
+        if micro_batch not in (0, batch_size):
+            raise ConfigError("give micro_batch or its older name batch_size, not both")
+        micro_batch = batch_size
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: must be >= 1")
     if eval_every < 0:
@@ -111,12 +122,12 @@ def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str,
             "run": as_path(run) if run is not None else None, "images": images, "teacher": teacher, "val": val,
             "student": student, "recipe": recipe, "epochs": epochs, "seeds": seeds, "labels": labels,
             "label_format": label_format, "topk": topk, "size": size, "val_limit": val_limit,
-            "batch_size": batch_size, "eval_every": eval_every, "out": out, "device": device, "workers": workers,
+            "micro_batch": micro_batch, "eval_every": eval_every, "out": out, "device": device, "workers": workers,
             "card": card, "train_data": train_data, "full_data_acc": full_data_acc})
     job = EvalJob(images=images_dir, val=val, teacher=teacher, student=student, recipe=load_recipe(recipe, epochs),
                   eval_root=eval_root, labels_root=labels_root, seeds=seeds, labels=labels,
                   label_format=label_format, topk=topk, size=size, device=resolve_device(device), workers=workers,
-                  physical_batch=batch_size, eval_every=eval_every, val_limit=val_limit, log_path=log,
+                  physical_batch=micro_batch, eval_every=eval_every, val_limit=val_limit, log_path=log,
                   command=command, topo=topology(device))
     if val_limit is not None and val_limit < 1:
         raise ConfigError(f"--val-limit {val_limit}: must be >= 1")
@@ -201,6 +212,7 @@ def eval_teacher(teacher: str, val: str, *, limit: int | None = None, size: int 
     return {"top1": top1, "images": len(data), "size": size}
 
 
+@documented("subset")
 def subset(run: str | Path | Run, classes: str, out: str | Path, *, copy: bool = False) -> dict:
     """D4M-G: restrict an ImageNet-1K run to the 200 Tiny-ImageNet classes, as a new run (``d4m subset``).
 

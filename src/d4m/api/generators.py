@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from d4m.errors import ConfigError
+from d4m.settings import documented
 
 
 def _threads(n: int | None) -> None:
@@ -16,12 +17,14 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+@documented("generator train")
 def train_generator(data: str, codec: str, out: str | Path, *, resume: bool = False, threads: int | None = None,
                     **settings) -> Path:
     """Train a generator on a dataset's codec latents; saved in diffusers' layout, usable as ``distill(model=out)``.
 
-    ``settings`` are the flags of ``d4m generator train`` spelled with ``_`` (``text_encoder``, ``preset``,
-    ``epochs``, ``max_steps``, ``batch_size``, ``lr``, ``size``, ...; see ``d4m.generator.train.TrainConfig``).
+    ``settings`` are the flags of ``d4m generator train`` spelled with ``_`` (listed below). ``out`` receives only
+    what sampling needs; the checkpoint and latent cache go to ``OUT.work/`` beside it (``resume=True`` continues
+    from there). ``max_minutes`` stops at a step boundary with a checkpoint and an export.
 
     Example::
 
@@ -41,6 +44,7 @@ def train_generator(data: str, codec: str, out: str | Path, *, resume: bool = Fa
     return Path(out).expanduser()
 
 
+@documented("generator sample")
 def sample_generator(model: str | Path, out: str | Path, *, per_class: int, codec: str | None = None, steps: int = 50,
                      guidance: float = 8.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
                      threads: int | None = None, grid: str | Path | None = None,

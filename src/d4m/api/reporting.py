@@ -6,8 +6,10 @@ from pathlib import Path
 
 from d4m.api.run import Run, as_path
 from d4m.errors import ConfigError
+from d4m.settings import documented
 
 
+@documented("report")
 def make_report(run: str | Path | Run, *, teacher: str | None = None, classes: int = 20, per_class: int = 10,
            real_per_class: int = 100, seed: int = 0, device: str = "auto", allow_incomplete: bool = False) -> Path:
     """``RUN/report/report.html`` (self-contained) and its PNG figures: image grid beside real images, t-SNE of
@@ -26,6 +28,7 @@ def make_report(run: str | Path | Run, *, teacher: str | None = None, classes: i
                         device=resolve_device(device), allow_incomplete=allow_incomplete)
 
 
+@documented("export")
 def export(run: str | Path | Run, to: str, out: str | Path, *, teacher: str | None = None, device: str = "auto",
            force: bool = False, allow_incomplete: bool = False, **options) -> Path:
     """Export a run's images (and the teacher's soft labels) in another tool's format (``d4m export --to FMT OUT``).

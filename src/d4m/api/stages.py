@@ -16,6 +16,7 @@ from pathlib import Path
 from d4m.api.run import Run
 from d4m.config import PROTOTYPE_KEYS, SYNTHESIS_KEYS, DistillConfig, merge, resolve, validate
 from d4m.errors import ConfigError
+from d4m.settings import documented
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def given_settings(where: str, settings: dict) -> dict:
     return given
 
 
+@documented("distill")
 def distill(data: str | None = None, *, out: str | Path | None = None, config: str | Path | None = None,
             preset: str | None = None, force: bool = False, **settings) -> Run:
     """Prototypes then synthesis: a dataset -> a run directory of distilled images (``d4m distill``).
@@ -55,6 +57,7 @@ def distill(data: str | None = None, *, out: str | Path | None = None, config: s
     return _first_stage("distill", data, out, config, preset, force, settings)
 
 
+@documented("prototypes")
 def find_prototypes(data: str | None = None, *, out: str | Path | None = None, config: str | Path | None = None,
                     preset: str | None = None, force: bool = False, **settings) -> Run:
     """Stage 1 alone: encode the dataset, k-means each class into IPC prototypes (``d4m prototypes``).
@@ -78,6 +81,7 @@ def _first_stage(stage, data, out, config, preset, force, settings) -> Run:
     return execute(cfg, Run(cfg.out), stage, force)
 
 
+@documented("synthesize")
 def synthesize(run: str | Path | Run, *, out: str | Path | None = None, force: bool = False, **settings) -> Run:
     """Stage 2 alone: denoise a run's prototypes into images (``d4m synthesize``); returns the run written.
 
@@ -111,6 +115,7 @@ def synthesize(run: str | Path | Run, *, out: str | Path | None = None, force: b
     return execute(cfg, dst, "synthesize", force, prototypes_from=source)
 
 
+@documented("sweep")
 def sweep(run: str | Path | Run, strengths: list[float] | str, *, batch_size: int | None = None,
           force: bool = False) -> list[Run]:
     """One synthesis per strength in ``RUN/sweep/strength-S/``, each reusing the run's prototypes (``d4m sweep``).
@@ -124,6 +129,9 @@ def sweep(run: str | Path | Run, strengths: list[float] | str, *, batch_size: in
     old = src.dir.read_config()
     if old is None or not src.dir.prototypes.is_file():
         raise ConfigError(f"--run {src.path}: needs config.yaml and prototypes.safetensors (run `d4m prototypes`)")
+    if old.get("generator") == "none":
+        raise ConfigError(f"--strength given, but --run {src.path} decodes its prototypes (generator: none in its "
+                          "config.yaml): nothing to sweep; synthesize it with --generator model first")
     done = []
     for s in parse_strengths(strengths):
         dst = Run(src.path / "sweep" / f"strength-{s:g}")
@@ -210,8 +218,11 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
             atomic_write_bytes(rd.prototypes, prototypes_from.read_bytes())
     topo.barrier()
     if stage in ("prototypes", "distill"):
+        from d4m.prototypes.cache import EncodedLatents
+
+        encoded = EncodedLatents.find(cfg.model, dataset, codec, cfg.size)  # a d4m generator's, when they fit
         with StageTimer(rd.log, "prototypes", unit="images", device=device, world=topo.world) as t:
-            run_prototypes(cfg, rd, dataset, codec, topo, timer=t)
+            run_prototypes(cfg, rd, dataset, codec, topo, timer=t, encoded=encoded)
         if topo.is_main:
             log.info("prototypes: %.1f s, %s images/s", t.record["wall_s"], t.record["images_per_s"])
     if stage in ("synthesize", "distill"):

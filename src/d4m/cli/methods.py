@@ -7,6 +7,7 @@ treat all methods alike.
 from __future__ import annotations
 
 from d4m import api
+from d4m.settings import add_flags
 
 
 def cmd_select(args) -> int:
@@ -39,44 +40,13 @@ def register(sub) -> None:
                        description="random: a seeded subset of IPC real images per class; kcenter / herding: a "
                        "coreset on codec latents or teacher features. decode = `d4m distill --generator none`, "
                        "noise-init = `d4m distill --init noise` (Table 4 'w/o PT').")
-    p.add_argument("--method", required=True, choices=("random", "kcenter", "herding", "decode", "noise-init"))
-    p.add_argument("--data", required=True, help="real training data KIND:PATH")
-    p.add_argument("--ipc", type=int, help="images per class (default 10)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--codec", help="codec for --features codec and decode: model | vae:PATH | taef2:DIR")
-    p.add_argument("--model", help="diffusers model (codec model, noise-init)")
-    p.add_argument("--size", type=int, help="encode resolution for codec features (default 512)")
-    p.add_argument("--out-size", type=int, help="output resolution (default: the dataset's)")
-    p.add_argument("--features", default="codec", choices=("codec", "teacher"), help="kcenter / herding space")
-    p.add_argument("--teacher", help="teacher SPEC for --features teacher")
-    p.add_argument("--max-per-class", type=int, help="candidates: a seeded subset of at most N images per class")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--config", help="YAML config (decode / noise-init only)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, help="data-loader workers for encoding")
-    p.add_argument("--force", action="store_true", help="overwrite a run made with another configuration")
+    add_flags(p, "select")
     p.set_defaults(func=cmd_select)
 
-    from d4m.methods.stm import BN_WEIGHT, ITERATIONS, LR
-
     p = sub.add_parser("stm", help="Table 3 STM: optimise a run's images to match the teacher's BN statistics")
-    p.add_argument("--run", required=True, help="source run (its images/ are the starting point)")
-    p.add_argument("--teacher", required=True, help="teacher SPEC with BatchNorm layers (e.g. cifar-resnet20:FILE)")
-    p.add_argument("--out", required=True, help="new run directory")
-    p.add_argument("--iterations", type=int, default=ITERATIONS, help=f"Adam steps per batch (default {ITERATIONS})")
-    p.add_argument("--lr", type=float, default=LR, help=f"Adam learning rate on pixels in [0, 1] (default {LR})")
-    p.add_argument("--bn-weight", type=float, default=BN_WEIGHT, help=f"weight of the BN loss (default {BN_WEIGHT})")
-    p.add_argument("--batch-size", type=int, default=100, help="images optimised together (default 100)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="start from a --run whose images do not match its manifest (a warning per problem)")
+    add_flags(p, "stm")
     p.set_defaults(func=cmd_stm)
 
     p = sub.add_parser("sweep", help="strength sweep: RUN/sweep/strength-S/ per value, reusing RUN's prototypes")
-    p.add_argument("--run", required=True, help="run with prototypes.safetensors")
-    p.add_argument("--strength", required=True, help="comma-separated list, e.g. 0.5,0.7,0.9")
-    p.add_argument("--batch-size", type=int, help="synthesis batch")
-    p.add_argument("--force", action="store_true")
+    add_flags(p, "sweep")
     p.set_defaults(func=cmd_sweep)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 from pathlib import Path
 
 from d4m import api
+from d4m.settings import add_flags
 
 
 def _command(args) -> str:
@@ -19,43 +19,6 @@ def _command(args) -> str:
         flag = "--" + key.replace("_", "-")
         words += [flag] if value is True else [flag, str(value)]
     return shlex.join(words)
-
-
-def _common(p: argparse.ArgumentParser, student: bool) -> None:
-    src = p.add_argument_group("distilled images")
-    src.add_argument("--run", help="a d4m run directory (uses RUN/images, writes under RUN/)")
-    src.add_argument("--images", help="any ImageFolder of distilled images (results under --out)")
-    src.add_argument("--allow-incomplete", action="store_true", help="use a --run whose images do not match its "
-                     "manifest (missing, extra or changed files), for inspection; without it such a run is refused")
-    p.add_argument("--teacher", required=True, help="torchvision:NAME | cifar-resnet20:FILE | cifar-resnet56:FILE | "
-                   "checkpoint:FILE")
-    p.add_argument("--recipe", default="paper", help="paper, locked, ddranking or a YAML file (default: paper)")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--size", type=int, help="image size (default: from --val: cifar 32, tiny 64, imagenet 224)")
-    p.add_argument("--topk", type=int, default=0, help="store only the top K logits (+ the mean of the rest)")
-    p.add_argument("--label-format", choices=("fp16", "fp32"), default="fp16", help="full-logit storage precision")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
-    p.add_argument("--out", help="output folder (default RUN/eval or DIR/../eval)")
-    if student:
-        p.add_argument("--student", default="convnet-w128", help="student architecture (default convnet-w128)")
-        p.add_argument("--val", required=True, help="real data KIND:PATH; its val split is the test set")
-        p.add_argument("--seeds", type=int, default=1, help="independent students (default 1)")
-        p.add_argument("--labels", choices=("stored", "online", "hard"), default="stored",
-                       help="stored: relabel once, replay; online: teacher inside the training loop; "
-                       "hard: cross-entropy on the class labels alone (results under RECIPE-hard)")
-        p.add_argument("--val-limit", type=int, help="test on a seeded subset of this many val images")
-        p.add_argument("--card", action="store_true", help="fair-evaluation card: also the random baseline and "
-                       "hard labels (2 x SEEDS more students); writes card.json / card.md")
-        p.add_argument("--train-data", help="card: real training data KIND:PATH for the random baseline "
-                       "(default: the run's config.yaml data)")
-        p.add_argument("--full-data-acc", help="card: top-1 %% of hard-label training on the full real data, or "
-                       "'auto' (the teacher measured on --val); default: the teacher's recorded accuracy")
-        p.add_argument("--batch-size", type=int, default=0,
-                       help="physical batch; the recipe's batch is reached by gradient accumulation")
-        p.add_argument("--eval-every", type=int, default=0, help="val top-1 every N epochs and after the last (default 0: after the last only; a val pass costs as much as 40 training epochs at IPC 10)")
-    else:
-        p.add_argument("--val", help="real data KIND:PATH, only to pick the default --size")
 
 
 def cmd_relabel(args) -> int:
@@ -75,7 +38,7 @@ def cmd_evaluate(args) -> int:
     result = api.evaluate_run(
         args.run, images=args.images, teacher=args.teacher, val=args.val, student=args.student, recipe=args.recipe,
         epochs=args.epochs, seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
-        size=args.size, val_limit=args.val_limit, batch_size=args.batch_size, eval_every=args.eval_every,
+        size=args.size, val_limit=args.val_limit, micro_batch=args.micro_batch, eval_every=args.eval_every,
         out=args.out, device=args.device, workers=args.workers, card=args.card, train_data=args.train_data,
         full_data_acc=args.full_data_acc, command=_command(args), allow_incomplete=args.allow_incomplete)
     if args.card:
@@ -110,12 +73,11 @@ def cmd_subset(args) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("relabel", help="store a teacher's soft labels for the TTM stream, per epoch")
-    _common(p, student=False)
-    p.add_argument("--name", help="label set name under labels/ (default TEACHER-RECIPE-FORMAT)")
+    add_flags(p, "relabel")
     p.set_defaults(func=cmd_relabel)
 
     p = subparsers.add_parser("evaluate", help="train students with soft labels, test on the real val set")
-    _common(p, student=True)
+    add_flags(p, "evaluate")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("teacher", help="train or evaluate a teacher")
@@ -145,8 +107,5 @@ def register(subparsers) -> None:
     e.set_defaults(func=cmd_teacher_eval)
 
     p = subparsers.add_parser("subset", help="D4M-G: restrict an ImageNet run to the Tiny-ImageNet classes")
-    p.add_argument("--run", required=True, help="the ImageNet-1K d4m run")
-    p.add_argument("--classes", required=True, help="tiny-imagenet:ROOT (its wnids.txt) or a file of wnids")
-    p.add_argument("--out", required=True, help="the new run directory")
-    p.add_argument("--copy", action="store_true", help="copy images instead of symlinking")
+    add_flags(p, "subset")
     p.set_defaults(func=cmd_subset)

@@ -56,7 +56,7 @@ class EvalJob:
         whole("--seeds", self.seeds, 1)
         whole("--workers", self.workers, 0)
         whole("--topk", self.topk, 0)
-        whole("--batch-size", self.physical_batch, 0)
+        whole("--micro-batch", self.physical_batch, 0)
         whole("--eval-every", self.eval_every, 0)
         whole("--val-limit", self.val_limit, 1, optional=True)
         whole("--size", self.size, 8, optional=True)

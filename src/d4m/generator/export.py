@@ -30,13 +30,15 @@ def _replace_dir(build, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def export_generator(out: Path, unet, sampler, text, info: dict) -> None:
-    """Save every component of the model into ``out``; the text encoder and tokenizer only once (never for an
+def export_generator(out: Path, unet, sampler, text, info: dict, named: bool = False) -> None:
+    """Save every component of the model into ``out``; the text encoder and tokenizer only once, and only when
+    ``d4m.json`` cannot name them (``named``: ``clip`` or ``minilm``, loaded by that name at synthesis; never for an
     ``EmbeddingTable``, which has no weights: ``TextEncoder.save`` adds them later)."""
     out = Path(out)
     _replace_dir(lambda p: unet.save_pretrained(p), out / "unet")
     _replace_dir(lambda p: sampler.save_pretrained(p), out / "scheduler")
-    if text.model is not None and (not (out / "text_encoder").is_dir() or not (out / "tokenizer").is_dir()):
+    missing = not (out / "text_encoder").is_dir() or not (out / "tokenizer").is_dir()
+    if text.model is not None and not named and missing:
         _replace_dir(lambda p: text.model.save_pretrained(p), out / "text_encoder")
         _replace_dir(lambda p: text.tokenizer.save_pretrained(p), out / "tokenizer")
     atomic_write_text(out / "d4m.json", json.dumps(info, indent=1) + "\n")

@@ -1,9 +1,9 @@
-"""Encode a dataset once into codec latents (both horizontal flips), cached under ``OUT/work/``.
+"""Encode a dataset once into codec latents (both horizontal flips), cached in the work folder ``OUT.work/``.
 
 Images are squashed to ``size`` x ``size`` exactly as the prototype stage does, so the generator learns the latent
 distribution that ``d4m distill`` later feeds it. Encoding is chunked: each chunk of images is written atomically
-to ``work/latents/part-XXXXX.safetensors``, so a killed run resumes at the next chunk; the parts are then joined
-into ``work/latents.safetensors``: ``latents`` [N, 2, C, h, w] (unflipped, flipped) and ``targets`` [N].
+to ``latents/part-XXXXX.safetensors`` there, so a killed run resumes at the next chunk; the parts are then joined
+into ``latents.safetensors``: ``latents`` [N, 2, C, h, w] (unflipped, flipped) and ``targets`` [N].
 The folder may be shared by several runs (``--latent-cache``): the file records what it was encoded from (data,
 codec, size, subset, seed) and a run with other inputs is refused rather than fed the wrong latents.
 
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from d4m.codec.base import Codec
 from d4m.data.datasets import LabeledImages
+from d4m.prototypes.cache import file_stats
 from d4m.prototypes.encode import SquashedImages
 from d4m.errors import DataError
 from d4m.runio.atomic import atomic_write_bytes
@@ -47,7 +48,7 @@ def select_indices(dataset: LabeledImages, max_per_class: int | None, seed: int)
 
 
 def _encode_chunk(dataset, indices, codec: Codec, size: int, batch_size: int, workers: int, seed: int, bar):
-    lat, tgt = [], []
+    lat, tgt, kept = [], [], []
     loader = DataLoader(SquashedImages(dataset, indices, size), batch_size=batch_size, num_workers=workers)
     for images, idx, errors in loader:
         keep = torch.tensor([not e for e in errors])
@@ -64,9 +65,10 @@ def _encode_chunk(dataset, indices, codec: Codec, size: int, batch_size: int, wo
             pair.append(codec.encode(images.flip(-1) if flip else images, gens).float().cpu())
         lat.append(torch.stack(pair, 1))
         tgt += [dataset.targets[int(i)] for i in idx]
+        kept += [int(i) for i in idx]
     if not lat:
-        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(lat), torch.tensor(tgt, dtype=torch.long)
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return torch.cat(lat), torch.tensor(tgt, dtype=torch.long), torch.tensor(kept, dtype=torch.long)
 
 
 def encode_dataset(dataset: LabeledImages, indices: list[int], codec: Codec, work: Path, *, size: int,
@@ -85,7 +87,7 @@ def encode_dataset(dataset: LabeledImages, indices: list[int], codec: Codec, wor
                         "use a new --out or delete that file")
     parts = Path(work) / "latents"
     chunks = [indices[i : i + CHUNK] for i in range(0, len(indices), CHUNK)]
-    lats, tgts = [], []
+    lats, tgts, kept = [], [], []
     bar = tqdm(total=len(indices), desc="encode latents", unit="img")
     for n, chunk in enumerate(chunks):
         path = parts / f"part-{n:05d}.safetensors"
@@ -95,19 +97,22 @@ def encode_dataset(dataset: LabeledImages, indices: list[int], codec: Codec, wor
                 ok = (fh.metadata() or {}) == meta
             if ok:
                 t = load_file(path)
-                lats.append(t["latents"]), tgts.append(t["targets"])
+                lats.append(t["latents"]), tgts.append(t["targets"]), kept.append(t.get("indices"))
                 bar.update(len(chunk))
                 continue
-        lat, tgt = _encode_chunk(dataset, chunk, codec, size, batch_size, workers, seed, bar)
-        atomic_write_bytes(path, save({"latents": lat.contiguous(), "targets": tgt}, metadata=meta))
-        lats.append(lat), tgts.append(tgt)
+        lat, tgt, idx = _encode_chunk(dataset, chunk, codec, size, batch_size, workers, seed, bar)
+        atomic_write_bytes(path, save({"latents": lat.contiguous(), "targets": tgt, "indices": idx}, metadata=meta))
+        lats.append(lat), tgts.append(tgt), kept.append(idx)
     bar.close()
     lats = [x for x in lats if x.numel()]
     if not lats:
         raise DataError(f"--data {dataset.name}: no readable images to encode")
     latents, targets = torch.cat(lats), torch.cat(tgts)
-    atomic_write_bytes(final, save({"latents": latents.contiguous(), "targets": targets.contiguous()},
-                                   metadata={"key": json.dumps(key)}))
+    tensors = {"latents": latents.contiguous(), "targets": targets.contiguous()}
+    if all(k is not None for k in kept):  # which image each row is, and its file then: distill may reuse them
+        rows = torch.cat(kept)
+        tensors.update(indices=rows, stats=file_stats(dataset, rows.tolist()))
+    atomic_write_bytes(final, save(tensors, metadata={"key": json.dumps(key)}))
     for p in parts.glob("part-*.safetensors"):
         p.unlink()
     return latents, targets

@@ -14,80 +14,29 @@ import math
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from d4m.errors import ConfigError, ModelError
-from d4m.generator.unet_presets import PREDICTIONS, PRESETS, SCHEDULES
+from d4m.generator.config import LEGACY, RESUME_FREE, TrainConfig  # noqa: F401 (TrainConfig: re-exported)
 from d4m.runio.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
-RESUME_FREE = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "mixed_precision", "encode_batch_size",
-               "latent_cache", "compile")
-LEGACY = {"latent_norm": "global", "prediction": "epsilon", "snr_gamma": None, "schedule": "sd"}  # before these options
-LATENT_NORMS = ("channel", "global")
-COMPILE_MODES = ("no", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes (reduce-overhead: + CUDA graphs)
 
 
-@dataclass
-class TrainConfig:
-    data: str
-    codec: str
-    out: str
-    size: int = 64
-    text_encoder: str = "clip"
-    preset: str = "small"
-    epochs: int = 50
-    max_steps: int | None = None
-    batch_size: int = 128
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 200
-    ema_decay: float = 0.9999
-    cond_drop: float = 0.1
-    max_tokens: int = 32
-    max_per_class: int | None = None
-    checkpoint_every: int = 500
-    seed: int = 0
-    mixed_precision: str = "auto"
-    device: str = "auto"
-    workers: int = 0
-    encode_batch_size: int = 64
-    latent_norm: str = "channel"  # per-channel mean/std of the training latents | one global scale (older models)
-    prediction: str = "v_prediction"  # what the UNet predicts: v_prediction | epsilon (older models)
-    snr_gamma: float | None = None  # min-SNR-gamma loss weighting (None or 0: the plain loss)
-    schedule: str | None = None  # sd | sd-zero-snr (needs v_prediction) | cosine; None: zero-SNR for v, sd for epsilon
-    latent_cache: str | None = None  # folder of the encoded latents, shareable between runs (default OUT/work)
-    compile: str = "no"  # torch.compile the UNet in place (one of COMPILE_MODES): the same model, fewer launches
-
-    def __post_init__(self) -> None:
-        if self.schedule is None:  # the screens (RESULTS.md 2.1): zero terminal SNR pays with v-prediction
-            self.schedule = "sd-zero-snr" if self.prediction == "v_prediction" else "sd"
-
-    def validate(self) -> None:
-        checks = [("--epochs", self.epochs >= 1), ("--batch-size", self.batch_size >= 1), ("--lr", self.lr > 0),
-                  ("--cond-drop", 0 <= self.cond_drop < 1), ("--ema-decay", 0 <= self.ema_decay < 1),
-                  ("--size", self.size >= 8 and self.size % 8 == 0), ("--checkpoint-every", self.checkpoint_every >= 1),
-                  ("--max-steps", self.max_steps is None or self.max_steps >= 1),
-                  ("--mixed-precision", self.mixed_precision in ("auto", "no", "bf16", "fp16")),
-                  ("--preset", self.preset in PRESETS), ("--latent-norm", self.latent_norm in LATENT_NORMS),
-                  ("--prediction", self.prediction in PREDICTIONS), ("--schedule", self.schedule in SCHEDULES),
-                  ("--snr-gamma", self.snr_gamma is None or self.snr_gamma >= 0),
-                  ("--compile", self.compile in COMPILE_MODES)]
-        for flag, ok in checks:
-            if not ok:
-                raise ConfigError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))!r}: invalid value")
-        if self.schedule == "sd-zero-snr" and self.prediction != "v_prediction":
-            raise ConfigError("--schedule sd-zero-snr needs --prediction v_prediction (at zero SNR the noise is the "
-                              "input itself: epsilon-prediction cannot recover the image)")
+def work_dir(out: Path) -> Path:
+    """Where training keeps what sampling does not need (checkpoint, latent cache, train.json, log.jsonl):
+    ``OUT.work/`` beside the model folder, so OUT holds only the model; a folder from before keeps its OUT/work/."""
+    legacy = out / "work"
+    return legacy if (legacy / "checkpoint.pt").is_file() else out.parent / f"{out.name}.work"
 
 
 def _paths(out: Path) -> dict:
-    return {"config": out / "train.json", "ckpt": out / "work" / "checkpoint.pt", "loss": out / "loss.csv",
-            "log": out / "log.jsonl", "work": out / "work"}
+    work = work_dir(out)
+    return {"config": work / "train.json", "ckpt": work / "checkpoint.pt", "loss": out / "loss.csv",
+            "log": work / "log.jsonl", "work": work}
 
 
 def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
@@ -97,7 +46,8 @@ def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
         return None
     if not resume:
         raise ConfigError(f"--out {out} already holds a training checkpoint: add --resume, or use a new --out")
-    old = json.loads(p["config"].read_text()) if p["config"].is_file() else {}
+    config = p["config"] if p["config"].is_file() else out / "train.json"  # older folders kept it in OUT
+    old = json.loads(config.read_text()) if config.is_file() else {}
     new = dataclasses.asdict(cfg)
     diff = [k for k in new if k not in RESUME_FREE and old.get(k, LEGACY.get(k)) != new[k]]
     if diff:
@@ -140,7 +90,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     from d4m.parallel import resolve_device
     from d4m.runio.stagelog import StageTimer
     from d4m.synthesis.generator import LatentNorm
-    from d4m.text_encoders import LEARNED, TABLE_FILE, LearnedEmbedding
+    from d4m.text_encoders import LEARNED, NAMED_ENCODERS, TABLE_FILE, LearnedEmbedding
 
     cfg.validate()
     out = Path(cfg.out).expanduser()
@@ -150,6 +100,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     acc = Accelerator(mixed_precision=_mixed_precision(cfg, device), cpu=not device.startswith("cuda"))
     dev = acc.device
     if acc.is_main_process:
+        p["work"].mkdir(parents=True, exist_ok=True)
         atomic_write_text(p["config"], json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     dataset = open_dataset(cfg.data, "train")
     with acc.main_process_first():  # the main process encodes; the others read its cache
@@ -203,7 +154,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     info_base = {**norm_info, "codec": cfg.codec, "size": cfg.size, "classes": list(dataset.classes),
                  "label_texts": list(dataset.label_texts), "prompt_template": "{}",
                  "text_attention_mask": bool(learned is None and text.attention_mask),
-                 "text_encoder": cfg.text_encoder,
+                 "text_encoder": cfg.text_encoder, "latents": str((cache / "latents.safetensors").resolve()),
                  "latent_shape": list(latents.shape[2:]), "train_images": n, "unet_params": n_params,
                  "train": dataclasses.asdict(cfg)}
 
@@ -226,7 +177,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
         info = dict(info_base, step=step_now, epoch=round(step_now / spe, 3),
                     final_loss=history[-1]["loss"] if history else None)
         cond = text if learned is None else acc.unwrap_model(learned).table()
-        export_generator(out, model, sampler, cond, info)
+        export_generator(out, model, sampler, cond, info, named=cfg.text_encoder in NAMED_ENCODERS)
         if learned is not None:
             cond.save(out / TABLE_FILE)
         ema.restore(params())
@@ -235,6 +186,8 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     log.info("training %s UNet (%.2f M params) on %d latents %s, %d steps (%.1f epochs), batch %d, %s",
              cfg.preset, n_params / 1e6, n, tuple(latents.shape[2:]), total, total / spe, cfg.batch_size, dev)
     bar = tqdm(total=total, initial=step, desc="generator train", unit="step", disable=not acc.is_main_process)
+    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    stopped = False
     window, t0, seen0 = [], time.perf_counter(), step
     every = math.gcd(cfg.checkpoint_every, 50)  # loss rows never straddle a checkpoint, so resume repeats them
     unet.train()
@@ -265,11 +218,27 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
                 history.append({"step": step, "epoch": step / spe, "loss": sum(window) / len(window),
                                 "lr": lr_sched.get_last_lr()[0], "samples_per_s": rate})
                 window = []
-            if step % cfg.checkpoint_every == 0 or step == total:
+            # the wall-time budget: every process stops at the same step (the main process's clock decides)
+            over = deadline is not None and step < total and time.monotonic() >= deadline
+            if deadline is not None and acc.num_processes > 1:
+                over = bool(acc.reduce(torch.tensor(float(over), device=dev), "max"))
+            if over and step % every:
+                history.append({"step": step, "epoch": step / spe, "loss": sum(window) / len(window),
+                                 "lr": lr_sched.get_last_lr()[0],
+                                 "samples_per_s": (step - seen0) * cfg.batch_size / (time.perf_counter() - t0)})
+                window = []
+            if step % cfg.checkpoint_every == 0 or step == total or over:
                 save(step)
+            if over:
+                stopped = True
+                break
     bar.close()
     acc.wait_for_everyone()
     if acc.is_main_process:
-        log.info("trained to step %d, loss %.4f, %.1f samples/s; model in %s", step,
-                 history[-1]["loss"] if history else float("nan"), timer.record.get("samples_per_s") or 0, out)
+        log.info("trained to step %d, loss %.4f, %.1f samples/s; model in %s (checkpoint and latents in %s)", step,
+                 history[-1]["loss"] if history else float("nan"), timer.record.get("samples_per_s") or 0, out,
+                 p["work"])
+        if stopped:
+            log.info("stopped by --max-minutes %g at step %d of %d; the same command with --resume continues",
+                     cfg.max_minutes, step, total)
     return out

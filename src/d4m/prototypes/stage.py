@@ -58,11 +58,15 @@ def class_indices(dataset: LabeledImages, cfg: DistillConfig) -> list[list[int]]
 
 
 def cluster_class(dataset: LabeledImages, indices: list[int], codec: Codec, cfg: DistillConfig, c: int,
-                  cache_bytes: int = CACHE_BYTES, pool: EncodePool | None = None) -> ClassResult:
+                  cache_bytes: int = CACHE_BYTES, pool: EncodePool | None = None, encoded=None) -> ClassResult:
+    """``encoded``: a ``d4m.prototypes.cache.EncodedLatents`` (a generator's latents) to take them from."""
     skipped: list[str] = []
     k = min(cfg.ipc, len(indices))
+    known = encoded.rows(indices) if encoded is not None else None
 
     def stream():
+        if known is not None:  # the same latents an encode would give, in the same order
+            return iter(known.split(cfg.encode_batch_size))
         return class_latents(dataset, indices, codec, class_index=c, seed=cfg.seed, size=cfg.size,
                              batch_size=cfg.encode_batch_size, workers=cfg.workers, strict=cfg.strict,
                              skipped=skipped if not skipped_done else [], pool=pool)
@@ -124,13 +128,13 @@ def _part_path(run: RunDir, c: int):
 
 
 def run_prototypes(cfg: DistillConfig, run: RunDir, dataset: LabeledImages, codec: Codec, topo: Topology,
-                   timer=None) -> None:
+                   timer=None, encoded=None) -> None:
     per_class = class_indices(dataset, cfg)
     latent_shape = (codec.latent_channels, cfg.size // codec.downsample, cfg.size // codec.downsample)
     todo = [c for c in topo.mine(list(range(len(per_class)))) if not _part_path(run, c).is_file()]
     pool = EncodePool(dataset, cfg.size, cfg.encode_batch_size, cfg.workers) if todo else None  # one for all classes
     for c in tqdm(todo, desc=f"prototypes (rank {topo.rank})" if topo.world > 1 else "prototypes", unit="class"):
-        res = cluster_class(dataset, per_class[c], codec, cfg, c, pool=pool)
+        res = cluster_class(dataset, per_class[c], codec, cfg, c, pool=pool, encoded=encoded)
         centres = res.centres.float().reshape(-1, *latent_shape)
         counts = res.counts.to(torch.int64)
         if centres.shape[0] < cfg.ipc:  # --allow-short: reuse the class's prototypes cyclically

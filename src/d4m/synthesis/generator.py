@@ -197,6 +197,14 @@ def check_compatible(gen: Generator, codec, cfg) -> None:
     if width is not None and cross != {width}:
         raise ModelError(f"--model {gen.source}: its text encoder gives {width}-wide embeddings but the UNet "
                          f"cross-attends to width {', '.join(str(c) for c in sorted(cross))}")
+    shape = gen.info.get("latent_shape")  # a d4m-trained generator: the latents it learned
+    side = cfg.size // codec.downsample
+    if isinstance(shape, list) and len(shape) == 3 and shape[1:] != [side, side]:
+        trained_size = gen.info.get("size")
+        raise ModelError(f"--size {cfg.size}: gives {side}x{side} latents, but {gen.source} was trained on "
+                         f"{shape[1]}x{shape[2]} (its --size {trained_size}): pass --size {trained_size} (latents "
+                         "it never saw, and each UNet step would work on "
+                         f"{(side * side) / (shape[1] * shape[2]):.3g}x as many positions)")
     sched = gen.scheduler
     trained = getattr(sched.config, "num_train_timesteps", None)
     if trained is not None and cfg.steps > trained:
