@@ -21,7 +21,7 @@ def _flags(p: argparse.ArgumentParser, stage: str) -> None:
     a("--seed", type=int)
     a("--device", help="'auto' (default: CUDA when available), 'cpu', 'cuda:0', ...")
     a("--dtype", help="auto | float32 | float16 | bfloat16 (auto: float16 on CUDA, float32 on CPU)")
-    a("--codec", help="model (the model's VAE, default) | vae:PATH | taef2:DIR")
+    a("--codec", help="model (the model's VAE, default) | vae:PATH | taef2 (fetched by name) | taef2:DIR")
     a("--model", help="diffusers model: hub id or local directory (default stable-diffusion-v1-5/...)")
     a("--workers", type=int, help="data-loader worker processes")
     if stage in ("prototypes", "distill"):

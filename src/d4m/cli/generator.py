@@ -17,7 +17,7 @@ def register(sub) -> None:
     t = gsub.add_parser("train", help="train a generator on a dataset's codec latents (diffusers format out)")
     a = t.add_argument
     a("--data", required=True, help="dataset: cifar10:ROOT | folder:PATH | ... (its train split)")
-    a("--codec", required=True, help="codec whose latents the model learns: taef2:DIR | vae:PATH")
+    a("--codec", required=True, help="codec whose latents the model learns: taef2 | taef2:DIR | vae:PATH")
     a("--out", required=True, help="model folder (unet/, scheduler/, text_encoder/, tokenizer/, d4m.json)")
     a("--size", type=int, default=64, help="images squashed to SIZE x SIZE before encoding (as `d4m distill --size`)")
     a("--text-encoder", default="clip",

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="real training data KIND:PATH")
     p.add_argument("--ipc", type=int, help="images per class (default 10)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--codec", help="codec for --features codec and decode: model | vae:PATH | taef2:DIR")
+    p.add_argument("--codec", help="codec for --features codec and decode: model | vae:PATH | taef2 | taef2:DIR")
     p.add_argument("--model", help="diffusers model (codec model, noise-init)")
     p.add_argument("--size", type=int, help="encode resolution for codec features (default 512)")
     p.add_argument("--out-size", type=int, help="output resolution (default: the dataset's)")
