@@ -163,6 +163,16 @@ def resolve_dtype(name: str, device: str):
     return getattr(torch, name)
 
 
+def expected_time(cfg: DistillConfig, stage: str, per_class: list[list[int]], codec, gen, device, dtype) -> str:
+    """The line ``distill`` / ``prototypes`` print before the work: image counts times rates timed here."""
+    from d4m.estimate import expected_line, seconds_per_image
+
+    counts = {"prototypes": sum(len(i) for i in per_class)}
+    if stage == "distill":
+        counts["synthesis"] = len(per_class) * cfg.ipc
+    return expected_line(counts, seconds_per_image(cfg, codec, gen, device, dtype, tuple(counts)))
+
+
 def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, prototypes_from: Path | None = None) -> Run:
     """Run ``stage`` (distill, prototypes or synthesize) of a resolved configuration into ``run``.
 
@@ -196,8 +206,10 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
     dataset = None
     if stage in ("prototypes", "distill"):
         dataset = open_dataset(cfg.data, "train")  # lists the files; no image is read yet
-        class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
+        per_class = class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
     codec, gen = load_models(cfg, stage, device, dtype)
+    if dataset is not None and topo.is_main:
+        log.info(expected_time(cfg, stage, per_class, codec, gen, device, dtype))
     if dataset is not None and cfg.out_size is None:
         cfg.out_size = DATASET_RESOLUTION.get(DataSpec.parse(cfg.data).kind) or first_readable_size(dataset)
     if topo.is_main:

@@ -22,7 +22,8 @@ def _flags(p: argparse.ArgumentParser, stage: str) -> None:
     a("--device", help="'auto' (default: CUDA when available), 'cpu', 'cuda:0', ...")
     a("--dtype", help="auto | float32 | float16 | bfloat16 (auto: float16 on CUDA, float32 on CPU)")
     a("--codec", help="model (the model's VAE, default) | vae:PATH | taef2 (fetched by name) | taef2:DIR")
-    a("--model", help="diffusers model: hub id or local directory (default stable-diffusion-v1-5/...)")
+    a("--model", help="diffusers model: hub id or local directory, or a generator shipped with d4m by name "
+                      "(cifar10-taef2) (default stable-diffusion-v1-5/...)")
     a("--workers", type=int, help="data-loader worker processes")
     if stage in ("prototypes", "distill"):
         a("--data", help="dataset: cifar10:ROOT | cifar100:ROOT | tiny-imagenet:ROOT | imagenet:ROOT | folder:PATH")

@@ -51,7 +51,8 @@ def register(sub) -> None:
     t.set_defaults(func=run_train_command)
     s = gsub.add_parser("sample", help="class-conditional images from pure noise into an ImageFolder")
     b = s.add_argument
-    b("--model", required=True, help="a folder written by `d4m generator train`")
+    b("--model", required=True, help="a folder written by `d4m generator train`, or a shipped one by name "
+                                     "(cifar10-taef2)")
     b("--codec", help="decoder of the latents (default: the codec in the model's d4m.json)")
     b("--per-class", type=int, required=True, help="images per class")
     b("--out", required=True, help="output ImageFolder (one 000_name/ folder per class)")

@@ -48,9 +48,10 @@ def _model_codec(model: str) -> str | None:
     """The codec named in MODEL/d4m.json when the model has no vae/ of its own."""
     from pathlib import Path
 
+    from d4m.generators import resolve_model
     from d4m.runio.textfiles import read_json
 
-    folder = Path(model).expanduser()
+    folder = Path(resolve_model(model)).expanduser()
     info = folder / "d4m.json"
     if folder.is_dir() and not (folder / "vae").is_dir() and info.is_file():
         codec = read_json(info, "d4m.json").get("codec")
