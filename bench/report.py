@@ -123,6 +123,41 @@ def memory(r: dict) -> list[str]:
     return rows
 
 
+def main_job(r: dict) -> list[str]:
+    s, p, st, pr = r["settings"], r["parts"], r["stages"], r["projection_2_cores_50k"]
+    per_img = {"read + resize a JPEG": p["load_s"], "TAEF2 encoder": p["encode_s"],
+               f"UNet, {s['denoising_steps']} guided steps": s["denoising_steps"] * p["unet_step_s"],
+               "TAEF2 decoder": p["decode_s"]}
+    rows = [f"Command: `{r['command']}` — {r['machine']['date']}; {s['threads']} torch thread(s), load average "
+            f"{r['load_avg']:.1f} on {r['machine']['cores']} cores while measuring (a loaded machine: other jobs held "
+            "the cores, so absolute times are pessimistic; the ratios are the steadier figures).", "",
+            f"The README's main job (`--preset {s['preset']}`, {s['size']} px, guidance {s['guidance']:g}) on "
+            f"{s['images']:,} training JPEGs from ../shared, {s['synthesised']} images synthesised:", "",
+            "| stage | wall | images/s |", "|---|---|---|",
+            f"| prototypes (read, encode, k-means) | {st['prototypes']['wall_s']:.1f} s | "
+            f"{st['prototypes']['images_per_s']:.1f} |",
+            f"| synthesis ({s['denoising_steps']} UNet steps with guidance, decode, PNG) | "
+            f"{st['synthesis']['wall_s']:.1f} s | {st['synthesis']['images_per_s']:.2f} |", "",
+            "Each part alone, seconds per image (1 thread): " + "; ".join(f"{k} {v:.4f}" for k, v in per_img.items())
+            + ".", "",
+            f"- Machine: fp32 matmul (1024 x 1024) {r['matmul_gflops']:.1f} GFLOP/s on 1 thread.",
+            f"- TAEF2 encoder at {s['size']} px: {p['encode_flops'] / 1e9:.2f} GFLOP per image (torch.utils."
+            f"flop_counter), so at the matmul rate at most {r['encoder_flop_bound_images_per_s']:.1f} images/s; it "
+            f"runs at {r['encoder_images_per_s']:.1f} images/s, **{r['encoder_share_of_bound']:.0%} of that bound**. "
+            f"Decoder {p['decode_flops'] / 1e9:.2f} GFLOP, one guided UNet step {p['unet_step_flops'] / 1e9:.2f} GFLOP "
+            "per image.",
+            f"- The prototype stage runs at {st['prototypes']['images_per_s'] * p['encode_s']:.2f}x the encoder's "
+            "speed alone: the rest is reading the JPEGs and k-means.",
+            f"- Expected time printed by `distill` before it started: "{r['expected']}"; measured "
+            f"{st['distill_wall_s']:.0f} s for the whole call.",
+            f"- **Projection, all 50,000 images on 2 cores** ({pr['scaling']}): prototypes "
+            f"{pr['prototypes_s'] / 60:.0f} min + synthesis {pr['synthesis_s'] / 60:.1f} min = "
+            f"**{pr['total_s'] / 60:.0f} min** (target: 15 min). The encoder's FLOPs alone at the 2-core matmul rate "
+            f"take {pr['encoder_flop_floor_s'] / 60:.0f} min. 2 threads ran the encoder "
+            f"{r['two_thread_speedup_measured']:.2f}x as fast as 1 on this loaded machine (not a scaling measure)."]
+    return rows
+
+
 SECTIONS = (("1. Synthesis throughput (`bench/synthesis.py`)", "synthesis", synthesis),
             ("2. Per-class k-means (`bench/kmeans.py`)", "kmeans", kmeans),
             ("3. Storage (`bench/storage.py`)", "storage", storage),
@@ -149,6 +184,9 @@ def render(quick: bool = False, notes: str = "") -> str:
 
     runs = [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("gpu*.json"), key=_run_order)]
     out += [f"## {TITLE}", "", *render_runs(runs), ""]
+    job = _load("main_job", quick)
+    out += ["## 6. The embedded main job on this CPU (`bench/main_job.py`)", "",
+            *(main_job(job) if job else ["(not run)"]), ""]
     if notes:
         out += [notes.strip(), ""]
     return "\n".join(out)
