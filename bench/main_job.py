@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     train, weights = shared / "data/cifar10/train", shared / "weights/taef2"
     if not train.is_dir() or not weights.is_dir():
         raise SystemExit(f"main_job: needs CIFAR-10 JPEGs and TAEF2 weights under {shared} (--shared)")
-    images, reps = (30, 2) if a.smoke else (a.images, 5)
+    images, reps = (30, 1) if a.smoke else (a.images, 5)
     extra = {"steps": 2, "ipc": 2} if a.smoke else {}
     torch.set_num_threads(a.threads)
     work = Path(tempfile.mkdtemp(prefix="d4m-main-job-"))
@@ -141,13 +141,13 @@ def main(argv=None) -> int:
         folder = subset(train, images // 10, work / "data")
         cfg = resolve({"preset": PRESET, **extra})
         # 1. the machine and the parts alone
-        gflops = matmul_gflops()
+        gflops = matmul_gflops(256 if a.smoke else 1024)
         codec, gen = build_codec(cfg.codec), load_generator(cfg.model)
         from PIL import Image
         import torchvision.transforms.functional as TF
 
         batch = torch.stack([TF.to_tensor(Image.open(f).convert("RGB").resize((cfg.size, cfg.size), Image.BICUBIC))
-                             for f in sorted(folder.rglob("*.jpg"))[:32]])
+                             for f in sorted(folder.rglob("*.jpg"))[: 8 if a.smoke else 32]])
         alone = parts(codec, gen, cfg, batch, reps)
         alone["load_s"] = load_seconds_per_image(folder, cfg.size, min(images, 500))
         torch.set_num_threads(2)

@@ -38,7 +38,8 @@ def seconds_per_image(cfg, codec, gen, device, dtype, stages=("prototypes", "syn
     if "prototypes" in stages:
         b = min(cfg.encode_batch_size, 4 if small else 1)
         x = torch.full((b, 3, cfg.size, cfg.size), 0.5)
-        out["prototypes"] = _timed(lambda: codec.encode(x)) / b
+        gens = [torch.Generator().manual_seed(i) for i in range(b)]  # private generators: a VAE samples its posterior
+        out["prototypes"] = _timed(lambda: codec.encode(x, gens)) / b
     if "synthesis" in stages:
         b = min(cfg.batch_size, 4 if small else 1)
         side = cfg.size // codec.downsample
