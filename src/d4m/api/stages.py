@@ -47,6 +47,7 @@ def distill(data: str | None = None, *, out: str | Path | None = None, config: s
         run = d4m.distill("folder:/data/train", ipc=10, out="runs/x",
                           model="stable-diffusion-v1-5/stable-diffusion-v1-5")
         run = d4m.distill(preset="cifar10-ipc10", data="cifar10:~/data", out="runs/c10-ipc10")
+        run = d4m.distill(preset="cifar10-ipc10-cpu", data="cifar10:~/data", out="runs/c10-cpu")  # CPU, no hub
         run.images, run.manifest()
 
     A rerun with the same settings resumes; a run directory made with other settings is refused unless
