@@ -148,8 +148,9 @@ def main_job(r: dict) -> list[str]:
             f"runs at {r['encoder_images_per_s']:.1f} images/s, **{r['encoder_share_of_bound']:.0%} of that bound**. "
             f"Decoder {p['decode_flops'] / 1e9:.2f} GFLOP, one guided UNet step {p['unet_step_flops'] / 1e9:.2f} GFLOP "
             "per image.",
-            f"- Where the time goes: the prototype stage runs at {st['prototypes']['images_per_cpu_s'] * p['encode_s']:.2f}x "
-            f"the encoder's speed alone, so the encoder is {p['encode_s'] * s['images'] / st['prototypes']['cpu_s']:.0%} "
+            f"- Where the time goes: the prototype stage runs at "
+            f"{st['prototypes']['images_per_cpu_s'] * p['encode_s']:.2f}x the encoder's speed alone, so the encoder is "
+            f"{p['encode_s'] * s['images'] / st['prototypes']['cpu_s']:.0%} "
             f"of it (reading a JPEG: {p['load_s'] * 1000:.1f} ms); synthesis is "
             f"{s['denoising_steps'] * p['unet_step_s'] * s['synthesised'] / st['synthesis']['cpu_s']:.0%} UNet steps.",
             f"- Expected time printed by `distill` before it started (timed in wall time, under the same load): "
