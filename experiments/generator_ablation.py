@@ -31,8 +31,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar10_offline import Runner, ms  # noqa: E402  (the same resumable command runner and table cell)
 
+from d4m.generators import path as shipped  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_GENERATOR = ROOT / "generators" / "cifar10-taef2-small"  # trained on a lent H200 (RESULTS.md 2.4)
+DEFAULT_GENERATOR = shipped("cifar10-taef2")  # shipped inside d4m, trained on a lent H200 (RESULTS.md 2.6)
 
 
 def cell(strength: float, guidance: float) -> str:
@@ -59,9 +61,9 @@ def best_cell(out: Path, a) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--generator", default=str(DEFAULT_GENERATOR) if DEFAULT_GENERATOR.is_dir() else None,
+    ap.add_argument("--generator", default=str(DEFAULT_GENERATOR) if DEFAULT_GENERATOR else None,
                     help="a `d4m generator train` output (needed for grid and table; default: the one that ships, "
-                         "generators/cifar10-taef2-small)")
+                         "cifar10-taef2 inside the d4m package)")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "ablation-c10"))
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])

@@ -44,3 +44,19 @@ def test_report_renders_without_results(bench_path, tmp_path, monkeypatch):
     monkeypatch.setattr(report, "HERE", tmp_path)
     text = report.render()
     assert text.startswith("# d4m benchmarks") and "(not run)" in text
+
+
+def test_main_job_benchmark_smoke(bench_path, capsys):
+    """bench/main_job.py: the embedded main job and its parts, tiny; needs ../shared's JPEGs and TAEF2 files."""
+    from tests.conftest import shared_path
+
+    shared = shared_path("weights", "taef2").parents[1]
+    module = importlib.import_module("main_job")
+    before = (BENCH / "results" / "main_job.json").stat().st_mtime if (BENCH / "results" / "main_job.json").is_file() \
+        else None
+    module.main(["--smoke", "--shared", str(shared)])
+    out = capsys.readouterr().out
+    assert "RATIO encoder images/s vs its FLOP bound" in out and "expected time about" in out, out
+    after = (BENCH / "results" / "main_job.json").stat().st_mtime if (BENCH / "results" / "main_job.json").is_file() \
+        else None
+    assert after == before

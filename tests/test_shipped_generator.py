@@ -1,5 +1,6 @@
-"""The generator committed under generators/ still loads from its folder and still draws classes a CIFAR classifier
-names (RESULTS.md 2.4: 81.9% at DPM-Solver++ 10 steps, guidance 8, on 100 samples per class)."""
+"""The generator shipped inside the package (src/d4m/generators/) still loads by its short name and still draws
+classes a CIFAR classifier names (RESULTS.md 2.6: 86.8% at DPM-Solver++ 10 steps, guidance 8, on 100 samples per
+class)."""
 
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import torch
 
 from tests.conftest import shared_path
 
-SHIPPED = Path(__file__).resolve().parents[1] / "generators" / "cifar10-taef2-small"
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "d4m" / "generators" / "cifar10-taef2"
 
 
 def test_shipped_generator_holds_only_what_d4m_trained():
@@ -16,6 +17,28 @@ def test_shipped_generator_holds_only_what_d4m_trained():
     assert "unet/diffusion_pytorch_model.safetensors" in files and "d4m.json" in files
     assert not any(f.startswith(("text_encoder/", "tokenizer/")) for f in files)  # no third-party weights
     assert sum((SHIPPED / f).stat().st_size for f in files) < 48 * 2**20
+
+
+def test_shipped_generator_names_no_machine_path():
+    """Every file, the training record and the weights' metadata included: names, not paths of the machine that
+    trained it (the codec is TAEF2 by name, fetched where d4m runs)."""
+    import json
+
+    from safetensors import safe_open
+
+    from d4m.generators import names, path, resolve_model
+
+    assert names() == ["cifar10-taef2"] and path("cifar10-taef2") == SHIPPED
+    assert resolve_model("cifar10-taef2") == str(SHIPPED) and resolve_model("owner/name") == "owner/name"
+    info = json.loads((SHIPPED / "d4m.json").read_text())
+    assert info["codec"] == "taef2" and info["train"]["codec"] == "taef2"
+    texts = [p.read_text() for p in SHIPPED.rglob("*") if p.suffix in (".json", ".csv")]
+    for p in SHIPPED.rglob("*.safetensors"):
+        with safe_open(str(p), "pt") as fh:
+            texts.append(json.dumps(fh.metadata()))
+    for text in texts:
+        for marker in ("/tmp", "/work", "/home", "/root", "../", "shared", ".gpukit", "generators/"):
+            assert marker not in text, marker
 
 
 def test_shipped_generator_draws_its_classes():
@@ -26,8 +49,8 @@ def test_shipped_generator_draws_its_classes():
     from d4m.synthesis.generator import load_generator
 
     weights = shared_path("weights", "cifar10-resnet", "resnet20-12fca82f.th")
-    gen = load_generator(str(SHIPPED), scheduler="dpm")
-    codec = build_codec("taef2:" + str(shared_path("weights", "taef2")), str(SHIPPED))
+    gen = load_generator("cifar10-taef2", scheduler="dpm")  # by its short name
+    codec = build_codec("taef2:" + str(shared_path("weights", "taef2")), "cifar10-taef2")  # the folder form
     teacher = load_teacher(f"cifar-resnet20:{weights}")
     teacher.columns = class_columns(teacher.classes, gen.info["classes"], "resnet20")
     per_class = 4

@@ -75,8 +75,10 @@ SETTINGS = (
       "failing", _P, action="store_true", default=None),
     S("--strict", "a corrupt image file is an error, not a skipped and counted file", _P, action="store_true",
       default=None),
-    S("--model", "diffusers text-to-image model: hub id or local directory", _D),
-    S("--codec", "model (the model's own VAE) | vae:PATH (any AutoencoderKL) | taef2:DIR (TAEF2 weights folder)", _D),
+    S("--model", "diffusers text-to-image model: hub id or local directory, or a generator shipped with d4m by name "
+      "(cifar10-taef2)", _D),
+    S("--codec", "model (the model's own VAE) | vae:PATH (any AutoencoderKL) | taef2 (fetched by name into torch's "
+      "hub cache, checksummed) | taef2:DIR (a TAEF2 weights folder)", _D),
     S("--generator", "model (img2img with the model's UNet) | none (decode the prototypes, no diffusion)", _S),
     S("--scheduler", "override the model's scheduler: pndm, ddim, ddpm, euler, dpm, lms", _S, unset="the model's"),
     S("--posterior", "VAE latent: sample (paper) | mean", _P),
@@ -131,7 +133,7 @@ SETTINGS = (
     S("--features", "kcenter / herding space: codec latents or teacher features", ("select",), default="codec",
       choices=("codec", "teacher")),
     S("--teacher", "teacher SPEC for --features teacher", ("select",)),
-    S("--codec", "codec for --features codec and decode: model | vae:PATH | taef2:DIR", ("select",)),
+    S("--codec", "codec for --features codec and decode: model | vae:PATH | taef2 | taef2:DIR", ("select",)),
     S("--model", "diffusers model (codec model, noise-init)", ("select",)),
     S("--size", "encode resolution for codec features", ("select",), "pixels", type=int),
     S("--out-size", "output resolution", ("select",), "pixels", unset="the dataset's", type=int),
@@ -216,7 +218,7 @@ SETTINGS = (
       action="store_true"),
     # generator train (d4m.generator.train.TrainConfig)
     S("--data", "dataset: cifar10:ROOT | folder:PATH | ... (its train split)", (GT,), required=True),
-    S("--codec", "codec whose latents the model learns: taef2:DIR | vae:PATH", (GT,), required=True),
+    S("--codec", "codec whose latents the model learns: taef2 | taef2:DIR | vae:PATH", (GT,), required=True),
     S("--out", "model folder: only what sampling needs (unet/, scheduler/, d4m.json; text_encoder/ and tokenizer/ "
       "unless d4m.json can name the encoder)", (GT,), required=True),
     S("--size", "images squashed to SIZE x SIZE before encoding (as `d4m distill --size`)", (GT,), "pixels",
@@ -258,7 +260,8 @@ SETTINGS = (
       unset="torch's", type=int),
     S("--resume", "continue from the checkpoint in OUT.work/", (GT,), action="store_true"),
     # generator sample
-    S("--model", "a folder written by `d4m generator train`", (GS,), required=True),
+    S("--model", "a folder written by `d4m generator train`, or a shipped one by name (cifar10-taef2)", (GS,),
+      required=True),
     S("--codec", "decoder of the latents", (GS,), unset="the codec in the model's d4m.json"),
     S("--per-class", "images per class", (GS,), "images", type=int, required=True),
     S("--out", "output ImageFolder (one 000_name/ folder per class)", (GS,), required=True),

@@ -164,6 +164,7 @@ class EmbeddingTable:
 
         class Tokenizer:
             model_max_length = table.max_tokens
+            table_prompts = tuple(table.prompts)  # what synthesis checks its prompts against before any work
 
             def __call__(self, prompts, **_):
                 ids = table.rows(list(prompts))[:, None]

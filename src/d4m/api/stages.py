@@ -49,6 +49,7 @@ def distill(data: str | None = None, *, out: str | Path | None = None, config: s
         run = d4m.distill("folder:/data/train", ipc=10, out="runs/x",
                           model="stable-diffusion-v1-5/stable-diffusion-v1-5")
         run = d4m.distill(preset="cifar10-ipc10", data="cifar10:~/data", out="runs/c10-ipc10")
+        run = d4m.distill(preset="cifar10-ipc10-cpu", data="cifar10:~/data", out="runs/c10-cpu")  # CPU, no hub
         run.images, run.manifest()
 
     A rerun with the same settings resumes; a run directory made with other settings is refused unless
@@ -174,6 +175,16 @@ def resolve_dtype(name: str, device: str):
 RESCORE_KEYS = {"diversity", "candidate_teacher"}  # they only change which candidate is kept
 
 
+def expected_time(cfg: DistillConfig, stage: str, per_class: list[list[int]], codec, gen, device, dtype) -> str:
+    """The line ``distill`` / ``prototypes`` print before the work: image counts times rates timed here."""
+    from d4m.estimate import expected_line, seconds_per_image
+
+    counts = {"prototypes": sum(len(i) for i in per_class)}
+    if stage == "distill":
+        counts["synthesis"] = len(per_class) * cfg.ipc
+    return expected_line(counts, seconds_per_image(cfg, codec, gen, device, dtype, tuple(counts)))
+
+
 def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, prototypes_from: Path | None = None) -> Run:
     """Run ``stage`` (distill, prototypes or synthesize) of a resolved configuration into ``run``.
 
@@ -208,8 +219,10 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
     dataset = None
     if stage in ("prototypes", "distill"):
         dataset = open_dataset(cfg.data, "train")  # lists the files; no image is read yet
-        class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
+        per_class = class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
     codec, gen = load_models(cfg, stage, device, dtype)
+    if dataset is not None and topo.is_main:
+        log.info(expected_time(cfg, stage, per_class, codec, gen, device, dtype))
     if dataset is not None and cfg.out_size is None:
         cfg.out_size = DATASET_RESOLUTION.get(DataSpec.parse(cfg.data).kind) or first_readable_size(dataset)
     if topo.is_main:

@@ -101,10 +101,10 @@ class TAEF2Codec(Codec):
     latent_channels = LATENT_CHANNELS
     downsample = 8
 
-    def __init__(self, weights_dir: str | Path, device="cpu", dtype=torch.float32):
+    def __init__(self, weights_dir: str | Path, device="cpu", dtype=torch.float32, name: str | None = None):
         super().__init__(device, dtype)
         self.weights_dir = str(weights_dir)
-        self.name = f"taef2:{self.weights_dir}"
+        self.name = name or f"taef2:{self.weights_dir}"  # what runs record: "taef2" when fetched by name
         root = Path(weights_dir)
         self.encoder = build_taef2(encoder=True)
         self.decoder = build_taef2(encoder=False)

@@ -8,14 +8,19 @@ checker blacks out images it flags, which would silently remove distilled images
 from __future__ import annotations
 
 import copy
+import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from d4m.errors import ModelError
+from d4m.generators import resolve_model
 from d4m.pretrained import check_folder, load_component
 from d4m.runio.textfiles import read_json
+
+log = logging.getLogger(__name__)
 
 COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")
 TEXT_PARTS = ("text_encoder", "tokenizer")
@@ -75,6 +80,7 @@ class Generator:
 
 def check_model_dir(model: str) -> None:
     """A local folder must hold every component; name the first missing one."""
+    model = resolve_model(model)
     path = Path(model).expanduser()
     if not path.exists():
         if model.startswith((".", "/", "~")) or model.count("/") != 1:
@@ -96,7 +102,7 @@ def check_model_dir(model: str) -> None:
 def encoder_by_name(model: str) -> str | None:
     """The text encoder a local d4m generator folder names in d4m.json instead of holding ``text_encoder/`` and
     ``tokenizer/`` (a committed generator carries no third-party weights), else None."""
-    path = Path(str(model)).expanduser()
+    path = Path(resolve_model(model)).expanduser()
     if not path.is_dir() or any((path / c).is_dir() for c in TEXT_PARTS):
         return None
     return model_info(model).get("text_encoder")
@@ -117,14 +123,20 @@ def load_text_parts(model: str, dtype, table=None) -> tuple:
         tokenizer = load_component(AutoTokenizer.from_pretrained, model, "tokenizer", "tokenizer",
                                    library="transformers", weights=False, config_name="tokenizer_config.json")
         return text_encoder, tokenizer
-    from d4m.text_encoders import LEARNED, TABLE_FILE, EmbeddingTable, load_text_encoder_parts
+    from d4m.text_encoders import LEARNED, MINILM_PACKAGE, TABLE_FILE, EmbeddingTable, load_text_encoder_parts
 
+    table_path = Path(str(model)).expanduser() / TABLE_FILE
+    if spec == "minilm" and not installed(MINILM_PACKAGE) and table_path.is_file():
+        table = EmbeddingTable.load(table_path)
+        if table.source == spec:  # the prompts MiniLM embedded when the generator was made stand in for it
+            log.info("text encoder minilm not installed: using %s's embedding table (%d prompts; other prompts "
+                     "need pip install 'd4m[minilm]')", model, len(table.prompts))
+            return load_text_parts(model, dtype, table)
     if spec == LEARNED:  # a class embedding trained with the UNet: its table is the whole text encoder
-        path = Path(str(model)).expanduser() / TABLE_FILE
-        if not path.is_file():
+        if not table_path.is_file():
             raise ModelError(f"--model {model}: d4m.json says its class embedding was learned, but {TABLE_FILE} "
                              "is missing")
-        return load_text_parts(model, dtype, EmbeddingTable.load(path))
+        return load_text_parts(model, dtype, EmbeddingTable.load(table_path))
     max_tokens = model_info(model).get("train", {}).get("max_tokens")
     if not isinstance(max_tokens, int):
         raise ModelError(f"--model {model}: d4m.json names text encoder {spec!r} but not the train.max_tokens its "
@@ -132,6 +144,10 @@ def load_text_parts(model: str, dtype, table=None) -> tuple:
     label = f"--model {model}: text encoder {spec!r} (named in its d4m.json)"  # the folder the user gave
     text_encoder, tokenizer, _ = load_text_encoder_parts(spec, max_tokens, dtype=dtype, label=label)
     return text_encoder, tokenizer
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
 
 
 def load_scheduler(model: str, name: str | None = None):
@@ -154,10 +170,11 @@ def load_scheduler(model: str, name: str | None = None):
 def load_generator(model: str, device="cpu", dtype=torch.float32, scheduler: str | None = None,
                    table=None) -> Generator:
     """A model's UNet, text encoder, tokenizer and scheduler; ``table`` (a ``d4m.text_encoders.EmbeddingTable``)
-    stands in for the text encoder where its files are absent (a generator trained on a GPU machine)."""
+    stands in for the text encoder where its files are absent (a generator trained on a GPU machine). ``model``
+    may be a shipped generator's short name (``d4m.generators``)."""
     from diffusers import UNet2DConditionModel
 
-    model = str(model)
+    given, model = str(model), resolve_model(model)
     check_model_dir(model)
     unet = load_component(UNet2DConditionModel.from_pretrained, model, "unet", "UNet", library="diffusers",
                           torch_dtype=dtype)
@@ -166,12 +183,12 @@ def load_generator(model: str, device="cpu", dtype=torch.float32, scheduler: str
     info = model_info(model)
     for m in (unet, text_encoder):
         m.to(device).eval().requires_grad_(False)
-    return Generator(unet, text_encoder, tokenizer, sched, model, info)
+    return Generator(unet, text_encoder, tokenizer, sched, given, info)  # runs record the name given
 
 
 def model_info(model: str) -> dict:
     """MODEL/d4m.json (written by ``d4m generator train``) as a dict; {} when there is none."""
-    path = Path(str(model)).expanduser() / "d4m.json"
+    path = Path(resolve_model(model)).expanduser() / "d4m.json"
     return read_json(path, "d4m.json") if path.is_file() else {}
 
 
@@ -210,6 +227,17 @@ def check_compatible(gen: Generator, codec, cfg) -> None:
     if trained is not None and cfg.steps > trained:
         raise ModelError(f"--steps {cfg.steps}: more than the {trained} timesteps {type(sched).__name__} of "
                          f"{gen.source} was trained with")
+    known = getattr(gen.tokenizer, "table_prompts", None)  # an embedding table standing in for the text encoder
+    if known is not None:
+        from d4m.data.classnames import render_prompt
+
+        wanted = {"--negative-prompt": [cfg.negative_prompt],
+                  "--prompt-template": [render_prompt(cfg.prompt_template, t) for t in gen.info.get("label_texts", [])]}
+        for flag, prompts in wanted.items():
+            missing = [p for p in prompts if p not in known]
+            if missing:
+                raise ModelError(f"{flag}: prompt {missing[0]!r} is not among the {len(known)} prompts --model "
+                                 f"{gen.source} carries embedded; pip install 'd4m[minilm]' for any prompt")
     if cfg.init == "prototypes" and int(cfg.steps * cfg.strength) < 1:
         raise ModelError(f"--strength {cfg.strength} of --steps {cfg.steps} leaves no denoising step (the images "
                          "would be the decoded prototypes); raise one of them, or use --generator none")
