@@ -26,6 +26,7 @@ def test_learnable_folder_trains_with_the_defaults_and_keeps_its_history(tmp_pat
     assert main(_train_args(data, out)) == 0
     err = capsys.readouterr().err
     assert "epoch 1/3: train loss" in err and "val top-1" in err and "WARNING" not in err
+    assert " 9/9 [" in err and "batch/s" in err  # one bar over every batch of the run (56 images / 16, 3 epochs)
     meta = read_checkpoint(out)[1]
     history = meta["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
