@@ -81,7 +81,8 @@ def test_weak_verdict_and_prediction_stats():
 
 
 def test_recipe_defaults_and_schedule():
-    assert teacher_recipe("convnet-w128", 30).optimizer == "sgd"
+    assert (teacher_recipe("convnet-w128", 30).optimizer, teacher_recipe("convnet-w128", 30).lr) == ("sgd", 0.01)
+    assert teacher_recipe("resnet18", 30).lr == 0.05
     vit = teacher_recipe("vit_b_16", 30)
     assert (vit.optimizer, vit.lr, vit.weight_decay, vit.warmup) == ("adamw", 1e-3, 0.05, 3.0)
     r = teacher_recipe("resnet18", 10, warmup=2)

@@ -149,10 +149,11 @@ def train_teacher(data: str, out: str | Path, *, arch: str = "convnet-w128", epo
                   device: str = "auto", workers: int = 0, allow_weak: bool = False) -> dict:
     """Train a classifier on real data with hard labels; save a safetensors checkpoint (``d4m teacher train``).
 
-    Defaults (``d4m.train.teacher_recipe``): SGD (lr 0.05, weight decay 5e-4) for convolutional nets, AdamW (lr 1e-3,
-    weight decay 0.05) for ``swin_t`` / ``vit_b_16``; linear warm-up over ``warmup`` epochs (default a tenth of the
-    run, at most 5), then a cosine to zero per batch; label smoothing 0.1. Validation: ``val`` (KIND:PATH), else the
-    data's val split, else (``folder:``) a seeded ``holdout`` fraction of each class, not trained on.
+    Defaults (``d4m.train.teacher_recipe``): SGD (lr 0.05; 0.01 for ``convnet-w128``; weight decay 5e-4) for
+    convolutional nets, AdamW (lr 1e-3, weight decay 0.05) for ``swin_t`` / ``vit_b_16``; linear warm-up over
+    ``warmup`` epochs (default a tenth of the run, at most 5), then a cosine to zero per batch; label smoothing 0.1.
+    Validation: ``val`` (KIND:PATH), else the data's val split, else (``folder:``) a seeded ``holdout`` fraction of
+    each class, not trained on.
 
     Every epoch prints and records training loss, training and val top-1 in percent. A teacher at chance level
     (val top-1 below 1.5 x chance, or one class taking most of its predictions) raises ``d4m.errors.WeakTeacher``

@@ -129,7 +129,8 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="output .safetensors file (load with checkpoint:FILE)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, help="peak learning rate (default: 0.05 for sgd, 1e-3 for adamw)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default: 0.05 for sgd, 0.01 for "
+                   "convnet-w128, 1e-3 for adamw)")
     t.add_argument("--optimizer", default="auto", choices=("auto", "sgd", "adamw"),
                    help="auto: adamw for swin_t and vit_b_16, sgd (nesterov, momentum 0.9) otherwise")
     t.add_argument("--weight-decay", type=float, help="default: 5e-4 for sgd, 0.05 for adamw")

@@ -1,10 +1,11 @@
 """The teacher trainer's defaults and its verdict, as pure functions (``d4m teacher train``).
 
 Defaults (issue 25: the old ones, SGD lr 0.05 stepped per epoch with no warm-up, left a model predicting one class
-on a 10-class folder): convolutional nets get SGD (nesterov, momentum 0.9, lr 0.05, weight decay 5e-4);
-transformers (``swin_t``, ``vit_b_16``) get AdamW (lr 1e-3, weight decay 0.05). Both warm up linearly over the first
-``warmup`` epochs (default: a tenth of the run, at most 5 epochs), then follow a cosine to zero, stepped per batch;
-cross-entropy with label smoothing 0.1; no weight decay on biases and norm parameters; gradients clipped to norm 5.
+on a 10-class folder): convolutional nets get SGD (nesterov, momentum 0.9, lr 0.05, weight decay 5e-4), except
+``convnet-w128`` (no batch norm, a linear head over every position's features, so its gradients grow with the image
+size) which gets the DC/DM code's lr 0.01; transformers (``swin_t``, ``vit_b_16``) get AdamW (lr 1e-3, weight
+decay 0.05). Both warm up linearly over the first ``warmup`` epochs (default: a tenth of the run, at most 5 epochs),
+then follow a cosine to zero, stepped per batch; cross-entropy with label smoothing 0.1; no weight decay on biases and norm parameters; gradients clipped to norm 5.
 
 The verdict: a teacher is *weak* (at chance level) when its top-1 is below 1.5 x chance (chance = 100 / classes,
 in percent) or when one class takes more than max(50%, 3 / classes) of its predictions. A weak teacher is not saved
@@ -25,6 +26,7 @@ from d4m.errors import ConfigError
 TRANSFORMERS = ("swin_t", "vit_b_16")
 OPTIMIZERS = ("auto", "sgd", "adamw")
 DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3}
+ARCH_SGD_LR = {"convnet-w128": 0.01}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 CLIP_NORM = 5.0
 WEAK_FACTOR = 1.5  # top-1 below this many times chance: weak
@@ -52,7 +54,8 @@ def teacher_recipe(arch: str, epochs: int, optimizer: str = "auto", lr: float | 
         raise ConfigError(f"--optimizer {optimizer!r}: one of {', '.join(OPTIMIZERS)}")
     if optimizer == "auto":
         optimizer = "adamw" if arch in TRANSFORMERS else "sgd"
-    lr = DEFAULT_LR[optimizer] if lr is None else lr
+    if lr is None:
+        lr = ARCH_SGD_LR.get(arch, DEFAULT_LR["sgd"]) if optimizer == "sgd" else DEFAULT_LR[optimizer]
     weight_decay = DEFAULT_WEIGHT_DECAY[optimizer] if weight_decay is None else weight_decay
     warmup = min(5.0, epochs / 10) if warmup is None else warmup
     finite("--lr", lr, 0.0, low_open=True)
