@@ -59,6 +59,28 @@ def test_tiny_imagenet_names_from_words(tmp_path):
     assert val.targets == [2] and val.load(0).mode == "RGB"
 
 
+def test_folder_on_other_layouts_names_the_kind_that_reads_them(tmp_path):
+    import shutil
+
+    _tiny_imagenet(tmp_path)
+    for spec in (f"folder:{tmp_path}/train", f"folder:{tmp_path}"):  # train/<wnid>/images/*.JPEG, or its root
+        with pytest.raises(DataError, match=f"Tiny-ImageNet layout .*use --data tiny-imagenet:{tmp_path} "):
+            open_dataset(spec, "train")
+    (tmp_path / "wnids.txt").unlink()  # no wnids.txt: the images/ sub-folders alone give it away
+    with pytest.raises(DataError, match=f"tiny-imagenet:{tmp_path} "):
+        open_dataset(f"folder:{tmp_path}/train", "train")
+    nested = tmp_path / "nested"
+    shutil.copytree(tmp_path / "train", nested / "train" / "cls", dirs_exist_ok=True)  # images two levels down
+    for w in ("n01443537",):
+        shutil.move(nested / "train" / "cls" / w / "images", nested / "train" / w)
+    shutil.rmtree(nested / "train" / "cls")
+    with pytest.raises(DataError, match=f"one level deeper .*use folder:{nested}/train"):
+        open_dataset(f"folder:{nested}", "train")
+    (nested / "val" / "x").mkdir(parents=True)
+    with pytest.raises(DataError, match=f"use imagenet:{nested} "):
+        open_dataset(f"folder:{nested}", "train")
+
+
 def test_prompt_template():
     assert render_prompt("{}", "crane, bird") == "crane, bird"
     assert render_prompt("a photo of a {}", "tench") == "a photo of a tench"

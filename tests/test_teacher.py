@@ -64,7 +64,7 @@ def test_teacher_train_checkpoint_loads_back(tmp_path, capsys):
     data = make_folder(tmp_path / "train", per_class=4, size=16, prefix=False)
     out = tmp_path / "teachers" / "tiny.safetensors"
     assert main(["teacher", "train", "--data", f"folder:{data}", "--arch", "cifar-resnet20", "--out", str(out),
-                 "--epochs", "1", "--batch-size", "8", "--device", "cpu"]) == 0
+                 "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--allow-weak"]) == 0
     teacher = load_teacher(f"checkpoint:{out}", classes=CLASSES)
     assert teacher.arch == "cifar-resnet20" and teacher.classes == CLASSES and teacher.input_size == 16
     assert teacher(torch.rand(2, 3, 16, 16)).shape == (2, 4)

@@ -45,7 +45,7 @@ def tiny_teacher_file(path: Path, classes=CLASSES, image_size: int = 16, seed: i
 
     torch.manual_seed(seed)
     net = create_model("cifar-resnet20", len(classes), image_size)
-    save_checkpoint(path, net, "cifar-resnet20", list(classes), image_size, val_accuracy=None)
+    save_checkpoint(path, net, "cifar-resnet20", list(classes), image_size, val_top1=None)
     return Path(path)
 
 

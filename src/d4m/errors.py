@@ -17,6 +17,10 @@ class ModelError(D4MError):
     """A model directory, checkpoint or codec is unusable or incompatible."""
 
 
+class WeakTeacher(D4MError):
+    """A trained teacher is at chance level (``d4m teacher train`` without ``--allow-weak``)."""
+
+
 class MissingPackage(D4MError):
     """An optional package a command needs is not installed."""
 

@@ -52,9 +52,12 @@ def cmd_evaluate(args) -> int:
 
 def cmd_teacher_train(args) -> int:
     info = api.train_teacher(args.data, args.out, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, size=args.size, limit=args.limit, seed=args.seed, device=args.device,
-                             workers=args.workers)
-    print(f"teacher: {Path(args.out).expanduser()} {json.dumps(info)}")
+                             lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                             warmup=args.warmup, label_smoothing=args.label_smoothing, size=args.size,
+                             limit=args.limit, val=args.val, holdout=args.holdout, seed=args.seed,
+                             device=args.device, workers=args.workers, allow_weak=args.allow_weak)
+    brief = {k: v for k, v in info.items() if k != "history"}
+    print(f"teacher: {Path(args.out).expanduser()} {json.dumps(brief)}")
     return 0
 
 
@@ -88,9 +91,22 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="output .safetensors file (load with checkpoint:FILE)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=0.05)
+    t.add_argument("--lr", type=float, help="peak learning rate (default: 0.05 for sgd, 0.01 for "
+                   "convnet-w128, 1e-3 for adamw)")
+    t.add_argument("--optimizer", default="auto", choices=("auto", "sgd", "adamw"),
+                   help="auto: adamw for swin_t and vit_b_16, sgd (nesterov, momentum 0.9) otherwise")
+    t.add_argument("--weight-decay", type=float, help="default: 5e-4 for sgd, 0.05 for adamw")
+    t.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine (default: a tenth "
+                   "of --epochs, at most 5)")
+    t.add_argument("--label-smoothing", type=float, default=0.1)
     t.add_argument("--size", type=int, help="image size (default from --data)")
     t.add_argument("--limit", type=int, help="train on a seeded subset of this many images")
+    t.add_argument("--val", help="KIND:PATH of the validation data (default: --data's val split; folder: "
+                   "--holdout)")
+    t.add_argument("--holdout", type=float, default=0.1, help="folder data without --val: this fraction of "
+                   "each class is held out for validation (0: none, the training top-1 judges)")
+    t.add_argument("--allow-weak", action="store_true", help="save the teacher even when it is at chance level "
+                   "(val top-1 below 1.5 x chance, or one class taking most predictions); otherwise exit 2")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--workers", type=int, default=0)

@@ -161,9 +161,26 @@ def _folder(root: Path, name: str, texts: Callable[[list[str]], list[str]] | Non
         paths += files
         targets += [len(classes) - 1] * len(files)
     if not paths:
-        raise DataError(f"{root}: no image files in its class folders")
+        raise DataError(f"{root}: no image files in its class folders{_layout_hint(root, class_dirs)}")
     label_texts = texts(classes) if texts else [label_text(c) for c in classes]
     return LabeledImages(name, classes, label_texts, targets, FileImages(paths), FilePaths(paths))
+
+
+def _layout_hint(root: Path, class_dirs: list[Path]) -> str:
+    """Where the images of a folder with image-less class folders are: the dataset kind (or path) that reads it."""
+    tiny = root.parent if root.name in ("train", "val") else root
+    nested_images = any((d / "images").is_dir() and _files_of(d / "images") for d in class_dirs[:20])
+    if (tiny / "wnids.txt").is_file() or nested_images:
+        return (f"; this is the Tiny-ImageNet layout (train/<wnid>/images/*.JPEG): use --data tiny-imagenet:{tiny} "
+                "(the folder holding wnids.txt, train/ and val/)")
+    names = {d.name for d in class_dirs}
+    if {"train", "val"} <= names:
+        return f"; it holds train/ and val/: use imagenet:{root} for the ImageNet layout, or folder:{root}/train"
+    for d in class_dirs[:20]:
+        inner = [c for c in sorted(d.iterdir()) if c.is_dir() and _files_of(c)] if d.is_dir() else []
+        if inner:
+            return f"; the images are one level deeper (e.g. {inner[0]}): use folder:{d}"
+    return ""
 
 
 def _cifar(spec: DataSpec, split: str, download: bool) -> LabeledImages:

@@ -69,11 +69,10 @@ def full_data_accuracy(teacher_spec: str, given: float | str | None, job: EvalJo
         return float(given), "--full-data-acc"
     from d4m.models import load_teacher
 
-    acc = load_teacher(teacher_spec).val_accuracy
+    acc = load_teacher(teacher_spec).val_top1  # percent (older fraction records are converted on loading)
     if acc is None:
         raise ConfigError(f"--teacher {teacher_spec}: records no accuracy on the full data; give --full-data-acc "
                           "N or auto")
-    acc = float(acc) * 100.0 if acc <= 1.0 else float(acc)  # records hold a fraction (cifar .th, teacher train)
     return round(acc, 2), f"teacher record ({teacher_spec}; the teacher's architecture, hard labels)"
 
 

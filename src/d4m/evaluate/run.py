@@ -116,7 +116,7 @@ def run_evaluation(job: EvalJob) -> dict:
                                 evaluate=lambda m: val.top1(m, job.device), eval_every=job.eval_every,
                                 log_path=job.log_path, desc=f"{job.student} seed{k}")
         save_checkpoint(seed_dir / "student.safetensors", model.net, job.student, images.classes, size,
-                        val_accuracy=metrics["last_top1"], recipe=job.recipe.name, teacher=job.teacher)
+                        val_top1=metrics["last_top1"], recipe=job.recipe.name, teacher=job.teacher)
     job.topo.barrier()  # every seed's metrics.json is on disk: gather them
     results = [json.loads((out / f"seed{k}" / "metrics.json").read_text()) for k in range(job.seeds)]
     summary = summarise(job, results, size, label_meta)

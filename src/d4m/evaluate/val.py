@@ -38,19 +38,23 @@ def val_transform(kind: str, size: int):
 class ValSet:
     """Validation images (uint8, cached in memory when small) with targets; ``limit`` picks a seeded subset."""
 
-    def __init__(self, val_spec: str, size: int, limit: int | None = None, workers: int = 0, seed: int = 0):
+    def __init__(self, val_spec: str, size: int, limit: int | None = None, workers: int = 0, seed: int = 0,
+                 indices: list[int] | None = None, split: str | None = None):
+        """``indices`` (of the split, before ``limit``) restricts the set, e.g. to a held-out part of a folder;
+        ``split`` overrides the split (default: 'val', or the whole folder for ``folder:``)."""
         whole("--limit", limit, 1, optional=True)
         whole("--workers", workers, 0)
         spec = DataSpec.parse(val_spec)
-        split = "train" if spec.kind == "folder" else "val"
+        split = split or ("train" if spec.kind == "folder" else "val")
         self.dataset = open_dataset(spec, split, transform=val_transform(spec.kind, size))
         self.classes, self.size, self.workers = self.dataset.classes, size, workers
-        n = len(self.dataset)
+        pool = list(range(len(self.dataset))) if indices is None else sorted(indices)
+        n = len(pool)
         if limit and limit < n:
             g = torch.Generator().manual_seed(derive_seed(seed, "val-subset"))
-            self.indices = torch.randperm(n, generator=g)[:limit].sort().values.tolist()
+            self.indices = [pool[i] for i in torch.randperm(n, generator=g)[:limit].sort().values.tolist()]
         else:
-            self.indices = list(range(n))
+            self.indices = pool
         self.targets = torch.tensor([self.dataset.targets[i] for i in self.indices])
         self.cached = None
         if len(self.indices) * 3 * size * size <= CACHE_LIMIT_BYTES:
@@ -72,17 +76,26 @@ class ValSet:
             yield from self._batches(batch_size, "val")
 
     @torch.no_grad()
-    def top1(self, model, device: str = "cpu", batch_size: int = 256, columns: list[int] | None = None) -> float:
-        """Top-1 accuracy in percent of ``model`` (taking images in [0, 1])."""
+    def predict(self, model, device: str = "cpu", batch_size: int = 256, columns: list[int] | None = None,
+                desc: str | None = None) -> torch.Tensor:
+        """The predicted class index of every image (``model`` takes images in [0, 1]); ``desc``: a progress bar."""
         was_training = isinstance(model, torch.nn.Module) and model.training
         if was_training:
             model.eval()
-        correct = 0
-        for x, y in self.batches(batch_size):
+        out = []
+        batches = self.batches(batch_size)
+        if desc is not None:
+            batches = tqdm(batches, desc=desc, unit="batch", total=-(-len(self) // batch_size), leave=False)
+        for x, _ in batches:
             logits = model(x.to(device).float().div_(255))
             if columns is not None:
                 logits = logits[:, columns]
-            correct += int((logits.argmax(1).cpu() == y).sum())
+            out.append(logits.argmax(1).cpu())
         if was_training:
             model.train()
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+    def top1(self, model, device: str = "cpu", batch_size: int = 256, columns: list[int] | None = None) -> float:
+        """Top-1 accuracy in percent of ``model`` (taking images in [0, 1])."""
+        correct = int((self.predict(model, device, batch_size, columns) == self.targets).sum())
         return round(100.0 * correct / max(1, len(self)), 2)

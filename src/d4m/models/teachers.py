@@ -33,7 +33,7 @@ class Teacher:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     input_size: int = 224
-    val_accuracy: float | None = None
+    val_top1: float | None = None  # recorded top-1 on its val data, in percent
     columns: list[int] | None = field(default=None)  # output columns in the data's class order (None: all, as is)
 
     def __post_init__(self):
@@ -117,15 +117,30 @@ def _cifar_teacher(spec: str, kind: str, path: Path) -> Teacher:
         raise ModelError(f"{path}: weights do not fit {kind} ({str(exc).splitlines()[0][:160]})") from None
     best = obj.get("best_prec1") if isinstance(obj, dict) else None
     return Teacher(spec, kind, net, list(CIFAR10_CLASSES), IMAGENET_MEAN, IMAGENET_STD, 32,
-                   float(best) / 100 if isinstance(best, (int, float)) else None)
+                   float(best) if isinstance(best, (int, float)) and not isinstance(best, bool) else None)
 
 
 def save_checkpoint(path: Path, net: nn.Module, arch: str, classes: list[str], image_size: int,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD, val_accuracy: float | None = None, **extra) -> None:
-    """Write ``net``'s weights as safetensors with d4m's metadata (JSON under the key 'd4m'), atomically."""
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD, val_top1: float | None = None, **extra) -> None:
+    """Write ``net``'s weights as safetensors with d4m's metadata (JSON under the key 'd4m'), atomically.
+
+    ``val_top1`` is a top-1 in percent (older files hold ``val_accuracy``, see ``recorded_top1``)."""
     meta = {"arch": arch, "classes": list(classes), "image_size": int(image_size), "mean": list(mean),
-            "std": list(std), "val_accuracy": val_accuracy, **extra}
+            "std": list(std), "val_top1": val_top1, **extra}
     save_tensors(Path(path), {k: v.clone() for k, v in net.state_dict().items()}, meta)
+
+
+def recorded_top1(meta: dict) -> float | None:
+    """A checkpoint's recorded val top-1 in percent: ``val_top1``; older files' ``val_accuracy`` was a fraction
+    when ``d4m teacher train`` wrote it (<= 1) and a percentage when ``d4m evaluate`` saved a student."""
+    value = meta.get("val_top1")
+    if value is None:
+        value = meta.get("val_accuracy")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 1.0:
+            value = 100.0 * value
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 100.0:
+        return None
+    return round(float(value), 2)
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict]:
@@ -164,4 +179,4 @@ def _checkpoint_teacher(spec: str, path: Path) -> Teacher:
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not fit {meta['arch']} ({str(exc).splitlines()[0][:160]})") from None
     return Teacher(spec, meta["arch"], net, list(meta["classes"]), tuple(meta.get("mean", IMAGENET_MEAN)),
-                   tuple(meta.get("std", IMAGENET_STD)), int(meta["image_size"]), meta.get("val_accuracy"))
+                   tuple(meta.get("std", IMAGENET_STD)), int(meta["image_size"]), recorded_top1(meta))
