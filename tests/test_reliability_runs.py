@@ -162,8 +162,12 @@ def test_force_works_in_d4m_run_dirs_and_legacy_ones(tmp_path, tiny_sd, data, ca
     assert _distill(data, tiny_sd, run, "--ipc", "2") == 2
     assert "--force" in one_error(capsys.readouterr().err)  # d4m's own run: --force is the way
     assert _distill(data, tiny_sd, run, "--ipc", "2", "--force") == 0 and len(_pngs(run)) == 6
-    (run / MARKER).unlink()  # a run made before markers: recognised by its complete config.yaml
+    (run / MARKER).write_text("d4m run directory: `--force` may delete d4m's outputs in here\n")  # before kinds
     assert _distill(data, tiny_sd, run, "--ipc", "1", "--force") == 0 and len(_pngs(run)) == 3
+    assert "kind: run" in (run / MARKER).read_text()  # the old mark gains its kind
+    (run / MARKER).unlink()  # a complete d4m config.yaml is not a mark (anyone can write one): refused, with a hint
+    assert _distill(data, tiny_sd, run, "--ipc", "2", "--force") == 2
+    assert "kind: run" in one_error(capsys.readouterr().err) and len(_pngs(run)) == 3
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _distill(data, tiny_sd, empty, "--ipc", "1") == 0

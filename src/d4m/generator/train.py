@@ -87,6 +87,19 @@ def _paths(out: Path) -> dict:
             "log": out / "log.jsonl", "work": out / "work"}
 
 
+def claim_generator(out: Path) -> None:
+    """``out`` is new, empty or a generator folder d4m made (never a run, an export, samples or a foreign folder);
+    a finished model without a checkpoint to continue from is not trained over."""
+    from d4m.runio.rundir import RunDir
+
+    folder = RunDir(out, "generator")
+    folder.check_owner("--out")
+    if (out / "d4m.json").is_file() and not _paths(out)["ckpt"].is_file():
+        raise ConfigError(f"--out {out} holds a trained generator without a checkpoint to resume from; "
+                          "use a new --out")
+    folder.claim("--out")
+
+
 def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
     """The checkpoint to continue from (or None); refuse to mix runs or overwrite one silently."""
     p = _paths(out)
@@ -142,6 +155,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     cfg.validate()
     out = Path(cfg.out).expanduser()
     p = _paths(out)
+    claim_generator(out)
     state = check_resume(cfg, out, resume)
     device = resolve_device(cfg.device)
     acc = Accelerator(mixed_precision=_mixed_precision(cfg, device), cpu=not device.startswith("cuda"))

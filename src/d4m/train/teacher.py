@@ -11,6 +11,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from d4m.checks import finite, whole
+from d4m.errors import ConfigError, D4MError
 from d4m.data import open_dataset
 from d4m.models import Normalized, create_model, save_checkpoint
 from d4m.runio import StageTimer
@@ -25,6 +26,27 @@ def train_transform(size: int):
     else:
         crop = [v2.RandomResizedCrop(size, antialias=True)]
     return v2.Compose([v2.PILToTensor(), *crop, v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def check_teacher_out(out: Path) -> None:
+    """``--out`` is a new file or a checkpoint ``d4m teacher train`` wrote, outside any d4m folder (a run's
+    ``prototypes.safetensors``, a generator's weights): nothing else is ever replaced."""
+    from d4m.models.teachers import read_checkpoint
+    from d4m.runio.rundir import enclosing_folder
+
+    found = enclosing_folder(out)
+    if found is not None:
+        raise ConfigError(f"--out {out}: lies inside the d4m {found[0]} folder {found[1]}; choose a file outside it")
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise ConfigError(f"--out {out}: exists and is not a plain file; choose a new file")
+    if out.exists():
+        try:
+            meta = read_checkpoint(out)[1]
+        except D4MError:
+            meta = {}
+        if not {"arch", "classes", "train_images"} <= set(meta):
+            raise ConfigError(f"--out {out}: exists and is not a checkpoint `d4m teacher train` wrote; choose a "
+                              "new file")
 
 
 def train_teacher(data: str, arch: str, out: Path, size: int, epochs: int = 30, batch_size: int = 128,
@@ -42,6 +64,7 @@ def train_teacher(data: str, arch: str, out: Path, size: int, epochs: int = 30, 
     whole("--workers", workers, 0)
     whole("--limit", limit, 1, optional=True)
     finite("--lr", lr, 0.0, low_open=True)
+    check_teacher_out(Path(out))
     train = open_dataset(data, "train", transform=train_transform(size))
     indices = list(range(len(train)))
     if limit and limit < len(train):
