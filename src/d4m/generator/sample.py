@@ -52,6 +52,7 @@ def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: floa
     texts, template, norm = info["label_texts"], info.get("prompt_template", "{}"), gen.norm
     shape = info.get("latent_shape") or [gen.latent_channels, gen.unet.config.sample_size,
                                          gen.unet.config.sample_size]
+    check_sample_sizes(gen, shape, len(texts), per_class, steps, batch_size)
     uncond = embed_prompts(gen, [""], device)
     prompts = embed_prompts(gen, [template.format(t) for t in texts], device)  # each class's text embedded once
     jobs = [(c, j) for c in range(len(texts)) for j in range(per_class)]
@@ -67,9 +68,32 @@ def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: floa
     bar.close()
 
 
+ACTIVATIONS = 64  # a UNet's peak activations are tens of times its input; generous, to refuse only the absurd
+
+
+def check_sample_sizes(gen, shape, classes: int, per_class: int, steps: int, batch_size: int) -> None:
+    """Sizes from the flags and from the model's d4m.json, bounded before any tensor is allocated."""
+    from d4m.checks import at_most, fits
+    from d4m.errors import ModelError
+
+    source = getattr(gen, "source", "the model")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in shape)):
+        raise ModelError(f"--model {source}: d4m.json's latent_shape {shape!r} is not three sizes in [1, 4096]")
+    at_most("--per-class", per_class, 1_000_000)
+    at_most("--batch-size", batch_size, 100_000)
+    at_most("--steps", steps, int(getattr(gen.scheduler.config, "num_train_timesteps", 1000)))
+    latent = shape[0] * shape[1] * shape[2] * 4
+    size = gen.info.get("size") if isinstance(gen.info.get("size"), int) else shape[-1] * 8
+    fits(f"--batch-size {batch_size}", batch_size * (2 * latent * ACTIVATIONS + 3 * 4 * min(size, 8192) ** 2),
+         f"a batch of {batch_size} samples at latent shape {tuple(shape)}")
+    fits(f"--per-class {per_class}", classes * per_class * 200, f"the list of {classes * per_class:,} images")
+
+
 def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *, steps: int = 50,
                      guidance: float = 8.0, seed: int = 0, batch_size: int = 50, device: str = "auto",
                      grid: Path | None = None, scheduler: str | None = None) -> list[Path]:
+    from d4m.checks import at_most
     from d4m.codec import build_codec
     from d4m.errors import ConfigError, ModelError
     from d4m.parallel import resolve_device
@@ -80,6 +104,7 @@ def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *
 
     if per_class < 1:
         raise ConfigError(f"--per-class {per_class}: must be at least 1")
+    at_most("--per-class", per_class, 1_000_000)
     folder = RunDir(out, "samples")
     folder.check_owner("--out")
     if grid is not None:
@@ -96,6 +121,9 @@ def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *
     info = gen.info
     if not info.get("label_texts"):
         raise ModelError(f"--model {model}: no d4m.json with label_texts (not trained by `d4m generator train`)")
+    shape = info.get("latent_shape") or [gen.latent_channels, gen.unet.config.sample_size,
+                                         gen.unet.config.sample_size]
+    check_sample_sizes(gen, shape, len(info["classes"]), per_class, steps, batch_size)
     codec_spec = codec_spec or info.get("codec")
     if not codec_spec:
         raise ConfigError("--codec is required (the model's d4m.json names none)")

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from d4m.checks import fits
 from d4m.errors import ConfigError, ModelError
 from d4m.generator.unet_presets import PREDICTIONS, PRESETS, SCHEDULES
 from d4m.runio.atomic import atomic_write_bytes, atomic_write_text
@@ -29,6 +30,9 @@ RESUME_FREE = ("epochs", "max_steps", "checkpoint_every", "workers", "device", "
                "latent_cache")
 LEGACY = {"latent_norm": "global", "prediction": "epsilon", "snr_gamma": None, "schedule": "sd"}  # before these options
 LATENT_NORMS = ("channel", "global")
+# memory estimates, before anything is allocated: a latent of an image of s x s px is at most 32 channels at s / 8
+# (TAEF2's; SD's VAE has 4), float32: 2 s^2 bytes; a UNet's peak activations are tens of times its input
+LATENT_BYTES, ACTIVATIONS = 2, 64
 
 
 @dataclass
@@ -77,6 +81,16 @@ class TrainConfig:
         for flag, ok in checks:
             if not ok:
                 raise ConfigError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))!r}: invalid value")
+        bounds = (("--epochs", self.epochs, 100_000), ("--max-steps", self.max_steps, 10**9),
+                  ("--batch-size", self.batch_size, 100_000), ("--size", self.size, 4096),
+                  ("--encode-batch-size", self.encode_batch_size, 100_000), ("--max-tokens", self.max_tokens, 4096))
+        for flag, value, high in bounds:
+            if value is not None and value > high:
+                raise ConfigError(f"{flag} {value}: more than d4m runs ({high:,})")
+        fits(f"--batch-size {self.batch_size}", self.batch_size * LATENT_BYTES * self.size ** 2 * ACTIVATIONS,
+             f"a training batch of {self.batch_size} at {self.size} px")
+        fits(f"--encode-batch-size {self.encode_batch_size}", self.encode_batch_size * 12 * self.size ** 2 * 32,
+             f"encoding {self.encode_batch_size} images at a time at {self.size} px")
         if self.schedule == "sd-zero-snr" and self.prediction != "v_prediction":
             raise ConfigError("--schedule sd-zero-snr needs --prediction v_prediction (at zero SNR the noise is the "
                               "input itself: epsilon-prediction cannot recover the image)")
@@ -163,6 +177,9 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     if acc.is_main_process:
         atomic_write_text(p["config"], json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     dataset = open_dataset(cfg.data, "train")
+    n_images = min(len(dataset), cfg.max_per_class * len(dataset.classes)) if cfg.max_per_class else len(dataset)
+    fits(f"--size {cfg.size}", n_images * 2 * LATENT_BYTES * cfg.size ** 2,
+         f"the latents of {n_images:,} images (and their flips) at {cfg.size} px")
     with acc.main_process_first():  # the main process encodes; the others read its cache
         codec = build_codec(cfg.codec, device=dev)
         cache = Path(cfg.latent_cache).expanduser() if cfg.latent_cache else p["work"]

@@ -69,7 +69,7 @@ def verify_run(path: str | Path, allow_incomplete: bool = False, flag: str = "--
     kind = folder_kind(run.path)
     if kind != "run":  # a stage reading a run also writes into it (eval/, labels/, report/): never a foreign folder
         what = f"a d4m {kind} folder" if kind else f"a folder d4m did not make (no {MARKER} file)"
-        raise D4MError(f"{flag} {run.path}: not a d4m run directory ({what})")
+        raise D4MError(f"{flag} {run.path}: not a d4m run directory: {what}")
     run.check_links(f"{flag} {run.path}")
     problems = run_problems(run)
     if problems and not allow_incomplete:
