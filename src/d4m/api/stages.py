@@ -174,7 +174,9 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
     from d4m.data import DataSpec, open_dataset
     from d4m.data.datasets import first_readable_size
     from d4m.parallel import resolve_device, topology
-    from d4m.prototypes.stage import class_indices, load_prototypes, run_prototypes
+    from d4m.errors import DataError
+    from d4m.prototypes.stage import _part_path as part_path
+    from d4m.prototypes.stage import changed_sources, class_indices, load_prototypes, run_prototypes
     from d4m.runio.atomic import atomic_write_bytes
     from d4m.runio.stagelog import StageTimer
     from d4m.synthesis.generator import load_models
@@ -193,15 +195,29 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
     if prototypes_from is not None:  # a new run dir fed by another run's prototypes: all settings are its own
         keys = PROTOTYPE_KEYS + SYNTHESIS_KEYS + ("ipc",)
     rd.check(cfg, tuple(k for k in keys if k != "out_size" or cfg.out_size is not None), force)
-    dataset = None
+    dataset, changed = None, []
     if stage in ("prototypes", "distill"):
         dataset = open_dataset(cfg.data, "train")  # lists the files; no image is read yet
-        class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
+        per_class = class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
+        changed = changed_sources(rd, dataset, per_class) if rd.path.is_dir() else []
+        if changed and not force:  # finished classes are reused only when made from the images listed now
+            c = changed[0]
+            raise DataError(f"--data {cfg.data}: the images of {len(changed)} class(es) changed since {rd.path}'s "
+                            f"prototypes were made (first: class {c} {dataset.classes[c]!r}); --force redoes "
+                            "them (and the images made from them), or use a new --out")
     codec, gen = load_models(cfg, stage, device, dtype)
     if dataset is not None and cfg.out_size is None:
         cfg.out_size = DATASET_RESOLUTION.get(DataSpec.parse(cfg.data).kind) or first_readable_size(dataset)
     if topo.is_main:
         rd.prepare(cfg, keys, force, outputs)
+        if dataset is not None and changed:  # --force: the changed classes' prototypes, and all they fed, go
+            for c in changed:
+                part_path(rd, c).unlink(missing_ok=True)
+            for p in (rd.prototypes,) + rd.synthesis_outputs:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                elif p.exists() or p.is_symlink():
+                    p.unlink()
         if prototypes_from is not None:
             atomic_write_bytes(rd.prototypes, prototypes_from.read_bytes())
     topo.barrier()
