@@ -129,6 +129,31 @@ SECTIONS = (("1. Synthesis throughput (`bench/synthesis.py`)", "synthesis", synt
             ("4. Prototype-stage memory (`bench/memory.py`)", "memory", memory))
 
 
+DRILL_TITLE = "6. Many-class drill (`bench/drill.py`, issue 22)"
+
+
+def drill(r: dict) -> list[str]:
+    """The drill's table: per class count, wall time and peak RSS per command, throughput, kills survived."""
+    s = r["settings"]
+    out = [f"Command: `{r['command']}`. Synthetic folder dataset ({s['per_class']} PNGs of {s['image_size']} px per "
+           f"class), {s['nproc']} processes (torchrun) for distill, relabel and evaluate; TAEF2 decode path at "
+           f"--size {s['size']}, IPC {s['ipc']}, {s['epochs']} epoch(s); each of distill and relabel killed with "
+           f"SIGKILL up to {s['kills']} times at random moments, then rerun to the end.", "",
+           "| classes | images | distill s | prototypes img/s | synthesis img/s | peak RSS distill MB | relabel s | "
+           "evaluate s | export s | report s | kills (distill, relabel) | identical after kills |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        w, k = row["wall_s"], row["kills"]
+        out.append(f"| {row['classes']} | {row['images']} | {w['distill']:.1f} | {row['prototypes_images_per_s']} | "
+                   f"{row['synthesis_images_per_s']} | {row['stage_peak_rss_mb'].get('prototypes')} | "
+                   f"{w['relabel']:.1f} | {w['evaluate']:.1f} | {w['export']:.1f} | {w['report']:.1f} | "
+                   f"{k['distill']}, {k['relabel']} | {all(row['identical_after_kills'].values())} |")
+    if r.get("per_class_overhead_s") is not None:
+        out += ["", f"Distill wall time against classes, least-squares slope: {r['per_class_overhead_s']:.3f} s per "
+                "class (start-up of the two processes included in the intercept)."]
+    return out
+
+
 def render(quick: bool = False, notes: str = "") -> str:
     results = {name: _load(name, quick) for _, name, _ in SECTIONS}
     any_r = next((r for r in results.values() if r), None)
@@ -149,6 +174,9 @@ def render(quick: bool = False, notes: str = "") -> str:
 
     runs = [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("gpu*.json"), key=_run_order)]
     out += [f"## {TITLE}", "", *render_runs(runs), ""]
+    drilled = _load("drill", False)
+    if drilled:
+        out += [f"## {DRILL_TITLE}", "", *drill(drilled), ""]
     if notes:
         out += [notes.strip(), ""]
     return "\n".join(out)
