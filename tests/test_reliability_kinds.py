@@ -185,3 +185,36 @@ def test_opening_a_folder_that_is_not_a_run_is_an_error(made, tmp_path, target):
         with pytest.raises(D4MError) as info:
             read()
         assert str(folder) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_empty_class_folders_are_reported_not_silent(tmp_path, caplog):
+    """Rule 5: a class folder without images is named in a warning (it is not a class)."""
+    from d4m.data import open_dataset
+
+    data = small_folder(tmp_path / "data", ("cat", "dog"), n=2)
+    (data / "axolotl").mkdir()
+    (data / "bee").mkdir()
+    (data / "bee" / "notes.txt").write_text("no image here")
+    with caplog.at_level("WARNING"):
+        ds = open_dataset(f"folder:{data}", "train")
+    assert ds.classes == ["cat", "dog"]
+    assert "2 class folder(s) hold no image" in caplog.text and "axolotl" in caplog.text
+
+
+def test_several_image_columns_are_named(tmp_path, caplog):
+    """Rule 5: of several Image columns the one named `image` is used, and the choice is said; none so named is
+    refused (tests/test_hf_data.py)."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from d4m.data import open_dataset
+
+    img = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    ds = datasets.Dataset.from_dict({"image": [img, img], "thumb": [img, img], "label": [0, 1]},
+                                    features=datasets.Features({"image": datasets.Image(), "thumb": datasets.Image(),
+                                                                "label": datasets.ClassLabel(names=["a", "b"])}))
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "hf"))
+    with caplog.at_level("WARNING"):
+        assert len(open_dataset(f"hf:{tmp_path / 'hf'}", "train")) == 2
+    assert "several candidate columns" in caplog.text and "'image'" in caplog.text
