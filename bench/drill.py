@@ -64,22 +64,49 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def d4m(args: list[str], nproc: int, env: dict, kill_after: float | None = None) -> tuple[int, float]:
-    """Run ``d4m ARGS`` (under torchrun when ``nproc`` > 1); with ``kill_after``, SIGKILL its process group then.
-    Returns (exit status, wall seconds)."""
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): torchrun's workers leave its process group, so a kill of the group
+    alone would leave them waiting for a rendezvous that never comes."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def d4m(args: list[str], nproc: int, env: dict, kill_after: float | None = None,
+        log: Path | None = None) -> tuple[int, float]:
+    """Run ``d4m ARGS`` (under torchrun when ``nproc`` > 1); with ``kill_after``, SIGKILL it and every process
+    below it then. Returns (exit status, wall seconds)."""
     # "--": torchrun would read d4m's --run as an abbreviation of its own --run-path
     cmd = (["torchrun", "--nproc-per-node", str(nproc), "--no-python", "--", "d4m"] if nproc > 1 else ["d4m"]) + args
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return -9, time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"drill: `{' '.join(cmd)}` failed ({proc.returncode}):\n{err[-3000:]}")
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a stray child can never block the drill
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err,
+                                text=True)
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            victims = descendants(proc.pid) + [proc.pid]
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.wait()
+            time.sleep(0.5)  # let the kernel reap the workers (reparented to init)
+            return -9, time.perf_counter() - t0
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"drill: `{' '.join(cmd)}` failed ({proc.returncode}):\n{err.read()[-3000:]}")
     return proc.returncode, time.perf_counter() - t0
 
 
