@@ -111,12 +111,13 @@ def d4m(args: list[str], nproc: int, env: dict, kill_after: float | None = None,
 
 
 def outputs(folder: Path, parts: tuple[str, ...]) -> dict[str, bytes]:
-    """Bytes of the files a user trusts under ``folder`` (``parts``: sub-folders or files)."""
+    """Bytes of the files a user trusts under ``folder`` (``parts``: sub-folders or files), with the folder's own
+    path written as RUN (the label set's meta.json names the images folder it was made from)."""
     files = {}
     for part in parts:
         p = folder / part
         for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []):
-            files[f.relative_to(folder).as_posix()] = f.read_bytes()
+            files[f.relative_to(folder).as_posix()] = f.read_bytes().replace(str(folder).encode(), b"RUN")
     return files
 
 
