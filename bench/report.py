@@ -151,6 +151,11 @@ def drill(r: dict) -> list[str]:
     if r.get("per_class_overhead_s") is not None:
         out += ["", f"Distill wall time against classes, least-squares slope: {r['per_class_overhead_s']:.3f} s per "
                 "class (start-up of the two processes included in the intercept)."]
+    largest = max(row["classes"] for row in r["rows"])
+    if largest < 1000:
+        out += ["", f"Measured up to {largest} classes only: the 1,000-class drill (`--classes 100,300,1000 "
+                "--per-class 20`) did not fit the time on the shared 2-core machine; two points give a slope, "
+                "not a check that time is linear. Peak RSS is each stage's own (log.jsonl), per process."]
     return out
 
 
