@@ -191,6 +191,36 @@ SECTIONS = (("1. Synthesis throughput (`bench/synthesis.py`)", "synthesis", synt
              synthesis_flops))
 
 
+DRILL_TITLE = "7. Many-class drill (`bench/drill.py`, issue 22)"
+
+
+def drill(r: dict) -> list[str]:
+    """The drill's table: per class count, wall time and peak RSS per command, throughput, kills survived."""
+    s = r["settings"]
+    out = [f"Command: `{r['command']}`. Synthetic folder dataset ({s['per_class']} PNGs of {s['image_size']} px per "
+           f"class), {s['nproc']} processes (torchrun) for distill, relabel and evaluate; TAEF2 decode path at "
+           f"--size {s['size']}, IPC {s['ipc']}, {s['epochs']} epoch(s); each of distill and relabel killed with "
+           f"SIGKILL up to {s['kills']} times at random moments, then rerun to the end.", "",
+           "| classes | images | distill s | prototypes img/s | synthesis img/s | peak RSS distill MB | relabel s | "
+           "evaluate s | export s | report s | kills (distill, relabel) | identical after kills |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        w, k = row["wall_s"], row["kills"]
+        out.append(f"| {row['classes']} | {row['images']} | {w['distill']:.1f} | {row['prototypes_images_per_s']} | "
+                   f"{row['synthesis_images_per_s']} | {row['stage_peak_rss_mb'].get('prototypes')} | "
+                   f"{w['relabel']:.1f} | {w['evaluate']:.1f} | {w['export']:.1f} | {w['report']:.1f} | "
+                   f"{k['distill']}, {k['relabel']} | {all(row['identical_after_kills'].values())} |")
+    if r.get("per_class_overhead_s") is not None:
+        out += ["", f"Distill wall time against classes, least-squares slope: {r['per_class_overhead_s']:.3f} s per "
+                "class (start-up of the two processes included in the intercept)."]
+    largest = max(row["classes"] for row in r["rows"])
+    if largest < 1000:
+        out += ["", f"Measured up to {largest} classes only: the 1,000-class drill (`--classes 100,300,1000 "
+                "--per-class 20`) did not fit the time on the shared 2-core machine; two points give a slope, "
+                "not a check that time is linear. Peak RSS is each stage's own (log.jsonl), per process."]
+    return out
+
+
 def render(quick: bool = False, notes: str = "") -> str:
     results = {name: _load(name, quick) for _, name, _ in SECTIONS}
     any_r = next((r for r in results.values() if r), None)
@@ -214,6 +244,9 @@ def render(quick: bool = False, notes: str = "") -> str:
     job = _load("main_job", quick)
     out += ["## 6. The embedded main job on this CPU (`bench/main_job.py`)", "",
             *(main_job(job) if job else ["(not run)"]), ""]
+    drilled = _load("drill", False)
+    if drilled:
+        out += [f"## {DRILL_TITLE}", "", *drill(drilled), ""]
     if notes:
         out += [notes.strip(), ""]
     return "\n".join(out)

@@ -60,3 +60,40 @@ def test_main_job_benchmark_smoke(bench_path, capsys):
     after = (BENCH / "results" / "main_job.json").stat().st_mtime if (BENCH / "results" / "main_job.json").is_file() \
         else None
     assert after == before
+
+
+def test_drill_smoke_kills_and_reruns_to_identical_outputs(bench_path, tmp_path, capsys):
+    """The many-class drill end to end at 3 classes: two processes, one SIGKILL per drilled command, reruns, and
+    the byte-identical check against the clean run (minutes: a dozen d4m start-ups)."""
+    from tests.conftest import shared_path
+
+    codec = shared_path("weights", "taef2")
+    drill = importlib.import_module("drill")
+    before = (BENCH / "results" / "drill.json").read_bytes() if (BENCH / "results" / "drill.json").is_file() else None
+    result = drill.main(["--smoke", "--work", str(tmp_path), "--codec", f"taef2:{codec}"])
+    assert "DRILL OK" in capsys.readouterr().out
+    row = result["rows"][0]
+    assert row["classes"] == 3 and all(row["identical_after_kills"].values())
+    assert row["prototypes_images_per_s"] and (tmp_path / "clean-3" / "export" / "state.json").is_file()
+    after = (BENCH / "results" / "drill.json").read_bytes() if (BENCH / "results" / "drill.json").is_file() else None
+    assert after == before  # smoke runs never overwrite measured results
+
+
+def test_drill_dataset_and_report(bench_path, tmp_path):
+    import numpy as np
+
+    drill = importlib.import_module("drill")
+    report = importlib.import_module("report")
+    root = drill.make_dataset(tmp_path / "d", classes=12, per_class=2, size=8)
+    train = sorted(p.name for p in (root / "train").iterdir())
+    assert train == [f"c{c:04d}" for c in range(12)] and len(list((root / "val").rglob("*.png"))) == 24
+    rows = [{"classes": n, "images": 2 * n, "wall_s": {"distill": 5 + 0.5 * n, "relabel": 1, "evaluate": 2,
+                                                       "export": 1, "report": 1},
+             "prototypes_images_per_s": 10, "synthesis_images_per_s": 20, "stage_peak_rss_mb": {"prototypes": 300},
+             "kills": {"distill": 2, "relabel": 1}, "identical_after_kills": {"distill": True, "relabel": True}}
+            for n in (10, 30, 100)]
+    assert np.isclose(drill.per_class_overhead(rows), 0.5)
+    settings = {"per_class": 2, "image_size": 8, "nproc": 2, "size": 32, "ipc": 1, "epochs": 1, "kills": 2}
+    text = "\n".join(report.drill({"command": "python bench/drill.py", "settings": settings, "rows": rows,
+                                   "per_class_overhead_s": 0.5}))
+    assert "| 100 | 200 | 55.0 |" in text and "0.500 s per class" in text

@@ -113,14 +113,15 @@ def test_a_generator_folder_can_name_its_text_encoder_instead_of_holding_it(trai
 
 
 def test_resume_continues_identically(trained, cifar_subset, tiny_clip, tmp_path, capsys):
-    out = tmp_path / "c10"
-    work_dir(out).mkdir(parents=True)
-    (work_dir(out) / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
-    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "2")) == 0
-    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4")) == 2  # no silent overwrite
+    out, cache = tmp_path / "c10", tmp_path / "cache"  # (an unmarked --out holding latents would be refused)
+    cache.mkdir()
+    (cache / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
+    args = ["--latent-cache", str(cache)]
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "2", *args)) == 0
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", *args)) == 2  # no silent overwrite
     assert "--resume" in capsys.readouterr().err
-    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--lr", "0.1", "--resume")) == 2
-    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--resume")) == 0
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--lr", "0.1", "--resume", *args)) == 2
+    assert main(_train_args(cifar_subset, tiny_clip, out, "--max-steps", "4", "--resume", *args)) == 0
     a = load_file(trained / "unet" / "diffusion_pytorch_model.safetensors")
     b = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -139,14 +140,15 @@ def test_learned_class_embedding_trains_resumes_and_distills(trained, cifar_subs
     from d4m.synthesis.generator import embed_prompts, load_generator
     from d4m.text_encoders import LEARNED_DIM, TABLE_FILE, EmbeddingTable, LearnedEmbedding
 
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
+
     def args(out, steps, *extra):
         return [a if a != str(tiny_clip) else "learned" for a in _train_args(cifar_subset, tiny_clip, out)] + \
-            ["--max-steps", str(steps), *extra]
+            ["--max-steps", str(steps), "--latent-cache", str(cache), *extra]
 
     whole, split = tmp_path / "whole", tmp_path / "split"
-    for out in (whole, split):
-        work_dir(out).mkdir(parents=True)
-        (work_dir(out) / "latents.safetensors").write_bytes((work_dir(trained) / "latents.safetensors").read_bytes())
     assert main(args(whole, 4)) == 0
     assert main(args(split, 2)) == 0 and main(args(split, 4, "--resume")) == 0
     assert not (whole / "text_encoder").exists() and not (whole / "tokenizer").exists()

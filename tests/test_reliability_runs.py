@@ -105,8 +105,8 @@ def test_readers_refuse_a_run_that_does_not_match_its_manifest(tmp_path, good_ru
 
 
 def test_manifest_hash_is_of_the_bytes_written_not_a_rehash(tmp_path, tiny_sd, data, monkeypatch):
-    """An image changed on disk between a killed synthesis and its resume keeps the hash d4m wrote, so the
-    change is caught instead of blessed."""
+    """An image changed on disk between a killed synthesis and its resume is never blessed: the resume compares it
+    with the hash d4m journalled when it wrote it, and makes it again."""
     import d4m.synthesis.stage as stage
 
     run = tmp_path / "run"
@@ -119,7 +119,7 @@ def test_manifest_hash_is_of_the_bytes_written_not_a_rehash(tmp_path, tiny_sd, d
     victim.write_bytes(victim.read_bytes() + b"junk")
     monkeypatch.setattr(stage, "write_manifest", real)
     assert main(["synthesize", "--run", str(run), "--generator", "none"]) == 0
-    assert any("sha256" in p for p in run_problems(RunDir(run)))
+    assert run_problems(RunDir(run)) == [] and not victim.read_bytes().endswith(b"junk")
 
 
 FOREIGN_COMMANDS = {
@@ -164,10 +164,12 @@ def test_force_works_in_d4m_run_dirs_and_legacy_ones(tmp_path, tiny_sd, data, ca
     assert _distill(data, tiny_sd, run, "--ipc", "2") == 2
     assert "--force" in one_error(capsys.readouterr().err)  # d4m's own run: --force is the way
     assert _distill(data, tiny_sd, run, "--ipc", "2", "--force") == 0 and len(_pngs(run)) == 6
-    (run / MARKER).unlink()  # a run made before markers: recognised by its complete config.yaml (every key, as
-    full = {**DistillConfig().to_dict(), **yaml.safe_load((run / "config.yaml").read_text())}  # d4m wrote then)
-    (run / "config.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+    (run / MARKER).write_text("d4m run directory: `--force` may delete d4m's outputs in here\n")  # before kinds
     assert _distill(data, tiny_sd, run, "--ipc", "1", "--force") == 0 and len(_pngs(run)) == 3
+    assert "kind: run" in (run / MARKER).read_text()  # the old mark gains its kind
+    (run / MARKER).unlink()  # a complete d4m config.yaml is not a mark (anyone can write one): refused, with a hint
+    assert _distill(data, tiny_sd, run, "--ipc", "2", "--force") == 2
+    assert "kind: run" in one_error(capsys.readouterr().err) and len(_pngs(run)) == 3
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _distill(data, tiny_sd, empty, "--ipc", "1") == 0
@@ -184,3 +186,53 @@ def test_card_reads_a_damaged_run_config_as_one_line(tmp_path, text):
         card_train_data(tmp_path, None)
     assert "config.yaml" in str(info.value) and "\n" not in str(info.value)
     assert card_train_data(tmp_path, "folder:/data") == "folder:/data"  # --train-data needs no config
+
+
+@pytest.mark.parametrize("damage", ["truncated image", "changed image", "foreign file in images/", "missing image",
+                                    "stray temporary file", "journal cut mid-line"])
+def test_rerun_repairs_a_damaged_run_or_names_the_damage(tmp_path, tiny_sd, data, damage, capsys):
+    """Rule 2: after damage to a finished run the same command ends byte-identical to a clean run, or refuses in
+    one line naming the damage."""
+    from tests.conftest import run_outputs
+
+    clean, run = tmp_path / "clean", tmp_path / "run"
+    assert _distill(data, tiny_sd, clean, "--ipc", "2") == 0
+    shutil.copytree(clean, run)
+    victim = sorted((run / "images").rglob("*.png"))[1]
+    if damage == "truncated image":
+        victim.write_bytes(victim.read_bytes()[:40])
+    elif damage == "changed image":
+        victim.write_bytes(sorted((run / "images").rglob("*.png"))[0].read_bytes())
+    elif damage == "foreign file in images/":
+        (victim.parent / "holiday.jpg").write_bytes(b"jpeg")
+    elif damage == "missing image":
+        victim.unlink()
+    elif damage == "stray temporary file":
+        (victim.parent / f".{victim.name}.x1y2.tmp").write_bytes(b"cut by a kill")
+    elif damage == "journal cut mid-line":
+        journal = sorted((run / "work" / "synthesis").glob("*.jsonl"))[0]
+        journal.write_text(journal.read_text()[:-9])
+    rc = _distill(data, tiny_sd, run, "--ipc", "2")
+    if rc == 0:
+        assert run_outputs(run) == run_outputs(clean) and run_problems(RunDir(run)) == [], damage
+    else:
+        assert rc == 2 and victim.parent.name in one_error(capsys.readouterr().err), damage
+
+
+def test_changed_source_data_is_noticed_before_reuse(tmp_path, tiny_sd, data, capsys):
+    """Rule 2: a rerun after the dataset changed refuses to reuse prototypes made from the old images, naming the
+    class; --force redoes that class and everything made from it, ending as a clean run on the new data."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import run_outputs
+
+    run = tmp_path / "run"
+    assert _distill(data, tiny_sd, run, "--ipc", "2") == 0
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(data / "dog" / "1.png")
+    assert _distill(data, tiny_sd, run, "--ipc", "2") == 2
+    assert "'dog'" in one_error(capsys.readouterr().err)
+    assert _distill(data, tiny_sd, run, "--ipc", "2", "--force") == 0
+    clean = tmp_path / "clean"
+    assert _distill(data, tiny_sd, clean, "--ipc", "2") == 0
+    assert run_outputs(run) == run_outputs(clean)

@@ -23,3 +23,42 @@ def finite(flag: str, value, low: float | None = None, high: float | None = None
         raise ConfigError(f"{flag} {value}: must be {'>' if low_open else '>='} {low}")
     if high is not None and value > high:
         raise ConfigError(f"{flag} {value}: must be <= {high}")
+
+
+def machine_memory() -> int:
+    """Bytes of memory available to a new allocation on this machine (psutil when installed, else /proc, else the
+    physical total)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: only the explicit bounds apply
+
+
+def fits(flag: str, nbytes: float, what: str) -> None:
+    """Refuse, before allocating, a setting whose estimated memory ``nbytes`` exceeds what this machine has."""
+    have = machine_memory()
+    if nbytes > have:
+        raise ConfigError(f"{flag}: {what} needs about {nbytes / 2**30:,.1f} GiB, more than the "
+                          f"{have / 2**30:,.1f} GiB of memory available on this machine")
+
+
+def at_most(flag: str, value, high: int) -> None:
+    """An integer setting within d4m's sanity bound (more is a typo, not a plan)."""
+    whole(flag, value, 1)
+    if value > high:
+        raise ConfigError(f"{flag} {value}: more than d4m runs ({high:,})")

@@ -15,6 +15,13 @@ from d4m.api.generators import sample_generator, train_generator
 from d4m.api.reporting import export, make_report
 from d4m.api.run import Run
 from d4m.api.stages import distill, find_prototypes, sweep, synthesize
+from d4m.api.typecheck import checked
+
+# every public function checks its arguments' types first: a wrong one is a one-line ConfigError, not a TypeError
+(distill, find_prototypes, synthesize, sweep, select, stm, relabel, evaluate_run, train_teacher, eval_teacher, subset,
+ make_report, export, train_generator, sample_generator) = map(checked, (
+    distill, find_prototypes, synthesize, sweep, select, stm, relabel, evaluate_run, train_teacher, eval_teacher,
+    subset, make_report, export, train_generator, sample_generator))
 
 __all__ = ["Run", "distill", "find_prototypes", "synthesize", "sweep", "select", "stm", "relabel", "evaluate_run",
            "train_teacher", "eval_teacher", "subset", "make_report", "export", "train_generator", "sample_generator"]

@@ -38,6 +38,14 @@ def train_generator(data: str, codec: str, out: str | Path, *, resume: bool = Fa
     unknown = sorted(k for k in settings if k not in fields)
     if unknown:
         raise ConfigError(f"generator train: unknown setting {unknown[0]!r}")
+    import typing
+
+    from d4m.api.typecheck import check_value
+
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in settings.items():
+        if value is not None:
+            check_value("d4m.train_generator", key, value, hints[key])
     _threads(threads)
     cfg = TrainConfig(data=data, codec=codec, out=str(out), **{k: v for k, v in settings.items() if v is not None})
     run_train(cfg, resume=resume)

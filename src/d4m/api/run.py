@@ -28,6 +28,18 @@ class Run:
     def __init__(self, path: str | Path | Run):
         self.dir = RunDir(path.path if isinstance(path, Run) else path)
 
+    def _opened(self) -> RunDir:
+        """The run directory, checked to be one d4m made: a folder that is not a run is an error, not an empty run."""
+        from d4m.runio.rundir import MARKER, folder_kind
+
+        if not self.dir.path.is_dir():
+            raise ConfigError(f"{self.dir.path}: no such run directory")
+        kind = folder_kind(self.dir.path)
+        if kind != "run":
+            what = f"a d4m {kind} folder" if kind else f"a folder d4m did not make (no {MARKER} file)"
+            raise ConfigError(f"{self.dir.path}: not a d4m run directory: {what}")
+        return self.dir
+
     @property
     def path(self) -> Path:
         """The run directory."""
@@ -41,12 +53,12 @@ class Run:
     @property
     def config(self) -> dict:
         """The resolved configuration written in ``config.yaml`` ({} before any stage ran)."""
-        return self.dir.read_config() or {}
+        return self._opened().read_config() or {}
 
     @property
     def classes(self) -> list[str]:
         """Class names in class-index order, from the prototypes' metadata or else the image folders."""
-        if self.dir.prototypes.is_file():
+        if self._opened().prototypes.is_file():
             return list(self.prototype_metadata()["classes"])
         if not self.images.is_dir():
             raise ConfigError(f"{self.path}: neither prototypes.safetensors nor images/ (not a d4m run directory)")
@@ -54,22 +66,22 @@ class Run:
 
     def manifest(self) -> list[dict]:
         """The manifest rows, one per image ([] before the images are complete)."""
-        return self.dir.rows()
+        return self._opened().rows()
 
     def log(self) -> list[dict]:
         """The stage log rows (``log.jsonl``): stage, wall time, images/s, peak memory."""
-        return read_jsonl(self.dir.log)
+        return read_jsonl(self._opened().log)
 
     def image_files(self) -> list[Path]:
         """Every image file of the run, sorted (class-index order, then image index)."""
-        return sorted(p for p in self.images.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        return sorted(p for p in self._opened().images.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
     def prototypes(self) -> dict:
         """The tensors of ``prototypes.safetensors``: ``prototypes`` [classes, IPC, C, h, w], ``counts``,
         ``inertia``, ``used``."""
         from d4m.prototypes.stage import load_prototypes
 
-        return load_prototypes(self.dir.prototypes)[0]
+        return load_prototypes(self._opened().prototypes)[0]
 
     def prototype_metadata(self) -> dict:
         """The metadata stored with the prototypes: classes, label texts, codec, skipped source files."""
@@ -79,11 +91,13 @@ class Run:
 
     def summaries(self) -> list[dict]:
         """Every evaluation summary under ``eval/`` (``summary.json`` of each student and recipe)."""
-        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.path.glob("eval/*/*/summary.json"))]
+        return [json.loads(p.read_text(encoding="utf-8"))
+                for p in sorted(self._opened().path.glob("eval/*/*/summary.json"))]
 
     def cards(self) -> list[dict]:
         """Every fair-evaluation card under ``eval/`` (``card.json``)."""
-        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.path.glob("eval/*/*/card.json"))]
+        return [json.loads(p.read_text(encoding="utf-8"))
+                for p in sorted(self._opened().path.glob("eval/*/*/card.json"))]
 
     def __fspath__(self) -> str:
         return str(self.path)

@@ -194,7 +194,9 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
     from d4m.data import DataSpec, open_dataset
     from d4m.data.datasets import first_readable_size
     from d4m.parallel import resolve_device, topology
-    from d4m.prototypes.stage import class_indices, load_prototypes, run_prototypes
+    from d4m.errors import DataError
+    from d4m.prototypes.stage import _part_path as part_path
+    from d4m.prototypes.stage import changed_sources, class_indices, load_prototypes, run_prototypes
     from d4m.runio.atomic import atomic_write_bytes
     from d4m.runio.stagelog import StageTimer
     from d4m.synthesis.builds import apply_build, choose_build
@@ -216,10 +218,16 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
     changed = rd.check(cfg, tuple(k for k in keys if k != "out_size" or cfg.out_size is not None), force)
     if changed and set(changed) <= RESCORE_KEYS:  # the same draws, another choice: keep candidates/ and the journal
         outputs = tuple(p for p in outputs if p not in (rd.path / "candidates", rd.journal))
-    dataset = None
+    dataset, stale = None, []
     if stage in ("prototypes", "distill"):
         dataset = open_dataset(cfg.data, "train")  # lists the files; no image is read yet
         per_class = class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
+        stale = changed_sources(rd, dataset, per_class) if rd.path.is_dir() else []
+        if stale and not force:  # finished classes are reused only when made from the images listed now
+            c = stale[0]
+            raise DataError(f"--data {cfg.data}: the images of {len(stale)} class(es) changed since {rd.path}'s "
+                            f"prototypes were made (first: class {c} {dataset.classes[c]!r}); --force redoes "
+                            "them (and the images made from them), or use a new --out")
     codec, gen = load_models(cfg, stage, device, dtype)
     if dataset is not None and topo.is_main:
         log.info(expected_time(cfg, stage, per_class, codec, gen, device, dtype))
@@ -227,6 +235,14 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
         cfg.out_size = DATASET_RESOLUTION.get(DataSpec.parse(cfg.data).kind) or first_readable_size(dataset)
     if topo.is_main:
         rd.prepare(cfg, keys, force, outputs)
+        if dataset is not None and stale:  # --force: the changed classes' prototypes, and all they fed, go
+            for c in stale:
+                part_path(rd, c).unlink(missing_ok=True)
+            for p in (rd.prototypes,) + rd.synthesis_outputs:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                elif p.exists() or p.is_symlink():
+                    p.unlink()
         if prototypes_from is not None:
             atomic_write_bytes(rd.prototypes, prototypes_from.read_bytes())
     topo.barrier()

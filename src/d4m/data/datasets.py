@@ -11,6 +11,8 @@ says), ``targets`` and ``load(i)`` returning an RGB PIL image.
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -152,16 +154,20 @@ def _folder(root: Path, name: str, texts: Callable[[list[str]], list[str]] | Non
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{root}: no class folders (expected one sub-folder of images per class)")
-    paths, targets, classes = [], [], []
+    paths, targets, classes, empty = [], [], [], []
     for d in class_dirs:
         files = _files_of(d)
         if not files:
+            empty.append(d.name)
             continue
         classes.append(d.name)
         paths += files
         targets += [len(classes) - 1] * len(files)
     if not paths:
         raise DataError(f"{root}: no image files in its class folders{_layout_hint(root, class_dirs)}")
+    if empty:  # never silent: a class folder without images is not a class (its index is not taken)
+        logging.getLogger(__name__).warning("%s: %d class folder(s) hold no image and are not classes (first: %r)",
+                                            root, len(empty), empty[0])
     label_texts = texts(classes) if texts else [label_text(c) for c in classes]
     return LabeledImages(name, classes, label_texts, targets, FileImages(paths), FilePaths(paths))
 

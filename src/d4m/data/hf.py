@@ -15,6 +15,8 @@ Without SPLIT, the training role reads ``train`` and the validation role the fir
 
 from __future__ import annotations
 
+import logging
+
 import io
 from pathlib import Path
 
@@ -94,6 +96,9 @@ def _columns(ds, name: str) -> tuple[str, str]:
     if image is None or label is None:
         raise DataError(f"{name}: several {'Image' if image is None else 'ClassLabel'} columns and none named "
                         f"{'image' if image is None else 'label'} (columns: {listed})")
+    if len(images) > 1 or len(labels) > 1:  # several candidates: the one named so is used, and said
+        logging.getLogger(__name__).warning("%s: several candidate columns; using %r (Image) and %r (ClassLabel) "
+                                            "of: %s", name, image, label, listed)
     return image, label
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from d4m.checks import fits
 from d4m.errors import ConfigError
 from d4m.generator.unet_presets import PREDICTIONS, PRESETS, SCHEDULES
 
@@ -12,6 +13,9 @@ RESUME_FREE = ("epochs", "max_steps", "max_minutes", "checkpoint_every", "worker
                "encode_batch_size", "latent_cache", "compile")
 LEGACY = {"latent_norm": "global", "prediction": "epsilon", "snr_gamma": None, "schedule": "sd"}  # before these options
 LATENT_NORMS = ("channel", "global")
+# memory estimates, before anything is allocated: a latent of an image of s x s px is at most 32 channels at s / 8
+# (TAEF2's; SD's VAE has 4), float32: 2 s^2 bytes; a UNet's peak activations are tens of times its input
+LATENT_BYTES, ACTIVATIONS = 2, 64
 COMPILE_MODES = ("no", "default", "reduce-overhead", "max-autotune")  # torch.compile's modes (reduce-overhead: + CUDA graphs)
 
 
@@ -65,6 +69,16 @@ class TrainConfig:
         for flag, ok in checks:
             if not ok:
                 raise ConfigError(f"{flag} {getattr(self, flag[2:].replace('-', '_'))!r}: invalid value")
+        bounds = (("--epochs", self.epochs, 100_000), ("--max-steps", self.max_steps, 10**9),
+                  ("--batch-size", self.batch_size, 100_000), ("--size", self.size, 4096),
+                  ("--encode-batch-size", self.encode_batch_size, 100_000), ("--max-tokens", self.max_tokens, 4096))
+        for flag, value, high in bounds:
+            if value is not None and value > high:
+                raise ConfigError(f"{flag} {value}: more than d4m runs ({high:,})")
+        fits(f"--batch-size {self.batch_size}", self.batch_size * LATENT_BYTES * self.size ** 2 * ACTIVATIONS,
+             f"a training batch of {self.batch_size} at {self.size} px")
+        fits(f"--encode-batch-size {self.encode_batch_size}", self.encode_batch_size * 12 * self.size ** 2 * 32,
+             f"encoding {self.encode_batch_size} images at a time at {self.size} px")
         if self.schedule == "sd-zero-snr" and self.prediction != "v_prediction":
             raise ConfigError("--schedule sd-zero-snr needs --prediction v_prediction (at zero SNR the noise is the "
                               "input itself: epsilon-prediction cannot recover the image)")

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from d4m.checks import fits
 from d4m.errors import ConfigError, ModelError
-from d4m.generator.config import LEGACY, RESUME_FREE, TrainConfig  # noqa: F401 (TrainConfig: re-exported)
+from d4m.generator.config import LATENT_BYTES, LEGACY, RESUME_FREE, TrainConfig  # noqa: F401 (TrainConfig: re-exported)
 from d4m.runio.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,19 @@ def _paths(out: Path) -> dict:
     work = work_dir(out)
     return {"config": work / "train.json", "ckpt": work / "checkpoint.pt", "loss": out / "loss.csv",
             "log": work / "log.jsonl", "work": work}
+
+
+def claim_generator(out: Path) -> None:
+    """``out`` is new, empty or a generator folder d4m made (never a run, an export, samples or a foreign folder);
+    a finished model without a checkpoint to continue from is not trained over."""
+    from d4m.runio.rundir import RunDir
+
+    folder = RunDir(out, "generator")
+    folder.check_owner("--out")
+    if (out / "d4m.json").is_file() and not _paths(out)["ckpt"].is_file():
+        raise ConfigError(f"--out {out} holds a trained generator without a checkpoint to resume from; "
+                          "use a new --out")
+    folder.claim("--out")
 
 
 def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
@@ -95,6 +109,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     cfg.validate()
     out = Path(cfg.out).expanduser()
     p = _paths(out)
+    claim_generator(out)
     state = check_resume(cfg, out, resume)
     device = resolve_device(cfg.device)
     acc = Accelerator(mixed_precision=_mixed_precision(cfg, device), cpu=not device.startswith("cuda"))
@@ -103,6 +118,9 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
         p["work"].mkdir(parents=True, exist_ok=True)
         atomic_write_text(p["config"], json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     dataset = open_dataset(cfg.data, "train")
+    n_images = min(len(dataset), cfg.max_per_class * len(dataset.classes)) if cfg.max_per_class else len(dataset)
+    fits(f"--size {cfg.size}", n_images * 2 * LATENT_BYTES * cfg.size ** 2,
+         f"the latents of {n_images:,} images (and their flips) at {cfg.size} px")
     with acc.main_process_first():  # the main process encodes; the others read its cache
         codec = build_codec(cfg.codec, device=dev)
         cache = Path(cfg.latent_cache).expanduser() if cfg.latent_cache else p["work"]

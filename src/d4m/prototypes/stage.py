@@ -7,10 +7,14 @@ then gathers the parts into ``prototypes.safetensors``: [classes, IPC, C, H, W] 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 
 import torch
+from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from d4m.codec.base import Codec
@@ -127,6 +131,37 @@ def _part_path(run: RunDir, c: int):
     return run.parts / f"class_{c:05d}.safetensors"
 
 
+def source_fingerprint(dataset: LabeledImages, indices: list[int]) -> str:
+    """A hash of what a class's prototypes are made from: each image's location, and for files their size and
+    modification time (a stat, no read), so a changed, replaced, added or removed image changes it."""
+    h = hashlib.sha256()
+    for i in indices:
+        where = dataset.describe(i)
+        try:
+            st = os.stat(where)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except (OSError, ValueError):
+            stamp = ""
+        h.update(f"{where}\t{stamp}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def changed_sources(run: RunDir, dataset: LabeledImages, per_class: list[list[int]]) -> list[int]:
+    """Classes whose finished prototypes were made from other images than the dataset now lists (read only)."""
+    changed = []
+    for c, indices in enumerate(per_class):
+        path = _part_path(run, c)
+        if path.is_file():
+            try:
+                with safe_open(path, "pt") as fh:
+                    recorded = json.loads((fh.metadata() or {}).get("d4m", "{}")).get("source")
+            except Exception:  # noqa: BLE001 - a damaged part is redone like a missing one
+                recorded = None
+            if recorded is not None and recorded != source_fingerprint(dataset, indices):
+                changed.append(c)
+    return changed
+
+
 def run_prototypes(cfg: DistillConfig, run: RunDir, dataset: LabeledImages, codec: Codec, topo: Topology,
                    timer=None, encoded=None) -> None:
     per_class = class_indices(dataset, cfg)
@@ -140,7 +175,8 @@ def run_prototypes(cfg: DistillConfig, run: RunDir, dataset: LabeledImages, code
         if centres.shape[0] < cfg.ipc:  # --allow-short: reuse the class's prototypes cyclically
             reps = [j % centres.shape[0] for j in range(cfg.ipc)]
             centres, counts = centres[reps], torch.where(torch.arange(cfg.ipc) < len(res.counts), counts[reps], 0)
-        meta = {"inertia": res.inertia, "used": res.used, "skipped": res.skipped}
+        meta = {"inertia": res.inertia, "used": res.used, "skipped": res.skipped,
+                "source": source_fingerprint(dataset, per_class[c])}
         save_tensors(_part_path(run, c), {"centres": centres, "counts": counts}, meta)
         if timer is not None:
             timer.items += res.used

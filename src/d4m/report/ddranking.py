@@ -132,7 +132,7 @@ def export_ddranking(run_path, out: str | Path, teacher: str | None = None, devi
     name = ddranking_dataset(cfg, dataset)
     rec = load_recipe(recipe)
     out = Path(out).expanduser()
-    RunDir(out).claim_output("--to ddranking", force)  # a folder d4m did not make is refused whatever the flags
+    RunDir(out, "export").claim_output("--to ddranking", force)  # a folder d4m did not make is refused whatever the flags
     images = open_images(run.images)
     order, ipc = class_major(images.targets)
     net = load_teacher(teacher, classes=images.classes, data="the distilled images").to(device) if teacher else None

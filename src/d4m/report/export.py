@@ -32,7 +32,7 @@ def export_hf(run_path, out: str | Path, teacher: str | None = None, device: str
         raise ConfigError("--to hf needs the 'datasets' package: pip install 'd4m[export]'") from None
     run, cfg, _ = read_run(run_path, allow_incomplete)
     out = Path(out).expanduser()
-    RunDir(out).claim_output("--to hf", force)  # a folder d4m did not make is refused whatever the flags
+    RunDir(out, "export").claim_output("--to hf", force)  # a folder d4m did not make is refused whatever the flags
     images = open_images(run.images)
     names = [normalise(c).replace(" ", "_") for c in images.classes]
     files = [Path(images.describe(i)) for i in range(len(images))]

@@ -62,10 +62,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_save_png(path: Path, image) -> str:
-    """Save a PIL image as PNG atomically; return the sha256 of the written bytes."""
+def atomic_save_png(path: Path, image, **options) -> str:
+    """Save a PIL image as PNG atomically (``options``: PIL's, e.g. ``pnginfo``); return the sha256 of the bytes."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    image.save(buf, format="PNG", **options)
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()

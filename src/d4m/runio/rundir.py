@@ -17,16 +17,70 @@ from d4m.runio.atomic import atomic_write_text
 from d4m.runio.textfiles import read_json, read_jsonl, read_text  # noqa: F401 (re-exported)
 
 
-MARKER = ".d4m-run"  # written into every run directory d4m creates: --force only ever deletes inside these
+MARKER = ".d4m-run"  # written into every folder d4m creates: --force only ever deletes inside these
+# what a marked folder is for: one kind is never reused as another (an export is not a run, a generator not samples)
+KINDS = ("run", "export", "generator", "samples")
+_KIND_LINE = re.compile(r"^kind: *([a-z]+) *$", re.M)
 
 
 def _is_empty(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
+def marker_text(kind: str) -> str:
+    return f"d4m {kind} folder: `--force` may delete d4m's outputs in here\nkind: {kind}\n"
+
+
+def folder_kind(path: Path) -> str | None:
+    """What d4m made ``path`` for ("run", "export", "generator", "samples"), or None when d4m did not make it.
+
+    The marker names its kind; a marker from before kinds is a run's unless the folder holds an export
+    (``state.json`` of ``datasets`` or DD-Ranking's ``images.pt``). Nothing else is a mark: not a config.yaml or
+    d4m.json that looks like d4m's, not a marker that is a link."""
+    marker = path / MARKER
+    if marker.is_file() and not marker.is_symlink():
+        try:
+            found = _KIND_LINE.search(marker.read_text(encoding="utf-8", errors="replace")[:1000])
+        except OSError:
+            return None
+        if found:
+            return found.group(1) if found.group(1) in KINDS else None
+        return "export" if (path / "state.json").is_file() or (path / "images.pt").is_file() else "run"
+    return None
+
+
+def _links(path: Path) -> list[Path]:
+    """Symbolic links inside ``path`` that a write or a delete could follow out of it: every link to a folder,
+    and links to files outside ``images/`` (image links, as ``d4m subset`` makes, are only read, or replaced)."""
+    found = []
+    for root, dirs, files in os.walk(path):  # never follows links
+        here = Path(root)
+        in_images = here.relative_to(path).parts[:1] == ("images",)
+        for name in dirs + files:
+            p = here / name
+            if p.is_symlink() and (name in dirs or p.is_dir() or not in_images):
+                found.append(p)
+        if len(found) > 0:
+            break
+    return found
+
+
+def enclosing_folder(path: Path) -> tuple[str, Path] | None:
+    """(kind, folder) of the nearest d4m folder holding ``path``, or None."""
+    here = Path(path).expanduser().absolute()
+    for up in here.parents:
+        kind = folder_kind(up) if up.is_dir() else None
+        if kind is not None:
+            return kind, up
+    return None
+
+
 class RunDir:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, kind: str = "run"):
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"expected a folder path, got {type(path).__name__} {path!r}")
         self.path = Path(path).expanduser()
+        self.kind = kind
 
     config = property(lambda self: self.path / "config.yaml")
     prototypes = property(lambda self: self.path / "prototypes.safetensors")
@@ -59,40 +113,62 @@ class RunDir:
         return data
 
     def made_by_d4m(self) -> bool:
-        """The folder carries d4m's marker (or, from before markers, a config.yaml listing every d4m setting)."""
-        if self.marker.is_file():
-            return True
-        try:
-            old = self.read_config()
-        except D4MError:
-            return False
-        return old is not None and set(DistillConfig.__dataclass_fields__) <= set(old)
+        """The folder carries d4m's mark for this kind (see ``folder_kind``)."""
+        return folder_kind(self.path) == self.kind
 
     def check_owner(self, flag: str = "--out") -> None:
-        """Refuse a folder d4m did not make (whatever the flags): d4m writes only into its own or empty folders."""
+        """Refuse a folder d4m did not make for this kind (whatever the flags): d4m writes only into a new or empty
+        folder or its own folder of the same kind, never through a link inside it, never inside another kind."""
+        where = f"{flag} {self.path}"
         if self.path.exists() and not self.path.is_dir():
-            raise D4MError(f"{flag} {self.path}: exists and is not a directory")
+            raise D4MError(f"{where}: exists and is not a directory")
         parent = self.path
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir():
-            raise D4MError(f"{flag} {self.path}: cannot create run directory ({parent} is not a directory)")
+            raise D4MError(f"{where}: cannot create a folder ({parent} is not a directory)")
         if not os.access(parent, os.W_OK | os.X_OK):
-            raise D4MError(f"{flag} {self.path}: cannot create run directory ({parent} is not writable)")
-        if not _is_empty(self.path) and not self.made_by_d4m():
-            raise D4MError(f"{flag} {self.path}: this folder was not made by d4m (no {MARKER} file) and is not "
-                           "empty; d4m writes only into a new or empty folder or its own run directory, so "
-                           "choose another")
+            raise D4MError(f"{where}: cannot create a folder ({parent} is not writable)")
+        kind = folder_kind(self.path) if self.path.is_dir() else None
+        if kind is not None and kind != self.kind:
+            article = "an" if self.kind[0] in "aeiou" else "a"
+            raise D4MError(f"{where}: this is a d4m {kind} folder, not {article} {self.kind} folder; d4m never "
+                           "reuses one kind of folder as another, so choose another")
+        if kind is None and not _is_empty(self.path):
+            hint = ""
+            if self.kind == "run" and (self.path / "config.yaml").is_file():
+                hint = (f" (a run made by d4m before its marks: check it is yours, then mark it with `printf "
+                        f"'kind: run\\n' > {self.marker}`)")
+            raise D4MError(f"{where}: this folder was not made by d4m (no {MARKER} file) and is not "
+                           f"empty; d4m writes only into a new or empty folder or its own, so choose another{hint}")
+        self._check_ancestors(where)
+        self.check_links(where)
+
+    def check_links(self, where: str) -> None:
+        """Refuse a folder holding a link that a write or delete could follow out of it (see ``_links``)."""
+        links = _links(self.path) if self.path.is_dir() else []
+        if links:
+            raise D4MError(f"{where}: {links[0]} is a symbolic link; d4m never writes or deletes through a link "
+                           "inside its folders (remove it, or choose another folder)")
+
+    def _check_ancestors(self, where: str) -> None:
+        """A d4m folder inside another: only a run inside a run (``d4m sweep``), and never in its ``images/``."""
+        found = enclosing_folder(self.path)
+        if found is not None:
+            kind, up = found
+            inner = self.path.expanduser().absolute().relative_to(up).parts
+            if kind != "run" or self.kind != "run" or inner[0] in ("images", "work", "labels", "eval", "report"):
+                raise D4MError(f"{where}: lies inside the d4m {kind} folder {up}; choose a folder outside it")
 
     def claim(self, flag: str = "--out") -> None:
-        """Create the run directory (or adopt d4m's own), writing the marker; see ``check_owner``."""
+        """Create the folder (or adopt d4m's own of this kind), writing the marker; see ``check_owner``."""
         self.check_owner(flag)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise D4MError(f"{flag} {self.path}: cannot create run directory ({exc.strerror})") from None
-        if not self.marker.is_file():
-            atomic_write_text(self.marker, "d4m run directory: `--force` may delete d4m's outputs in here\n")
+            raise D4MError(f"{flag} {self.path}: cannot create the folder ({exc.strerror})") from None
+        if not self.marker.is_file() or _KIND_LINE.search(self.marker.read_text(errors="replace")) is None:
+            atomic_write_text(self.marker, marker_text(self.kind))
 
     def claim_output(self, flag: str, force: bool) -> None:
         """An output folder (an export): a foreign folder is refused whatever the flags; d4m's own non-empty one

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from d4m.errors import D4MError
 from d4m.runio.atomic import sha256_file
-from d4m.runio.rundir import RunDir
+from d4m.runio.rundir import MARKER, RunDir, folder_kind
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,11 @@ def verify_run(path: str | Path, allow_incomplete: bool = False, flag: str = "--
     run = RunDir(path)
     if not run.path.is_dir():
         raise D4MError(f"{flag} {run.path}: no such run directory")
+    kind = folder_kind(run.path)
+    if kind != "run":  # a stage reading a run also writes into it (eval/, labels/, report/): never a foreign folder
+        what = f"a d4m {kind} folder" if kind else f"a folder d4m did not make (no {MARKER} file)"
+        raise D4MError(f"{flag} {run.path}: not a d4m run directory: {what}")
+    run.check_links(f"{flag} {run.path}")
     problems = run_problems(run)
     if problems and not allow_incomplete:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""

@@ -86,7 +86,9 @@ def choose(run: RunDir, jobs: list, m: int, diversity: float, teacher, device, r
             k = chosen[j]
             blob = data[j * m + k]
             digest = hashlib.sha256(blob).hexdigest()
-            if written.get(job.path) != digest or not (run.path / job.path).is_file():
+            target = run.path / job.path  # a missing, truncated or changed image is written again
+            if not target.is_file() or written.get(job.path) != digest or \
+                    hashlib.sha256(target.read_bytes()).hexdigest() != digest:
                 atomic_write_bytes(run.path / job.path, blob)
                 done.append((job.path, digest))
             picked[job.path] = {"candidate": k, "candidates": m, "teacher_prob": table[j][k]["prob"],

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from d4m.config import DistillConfig
 from d4m.data.classnames import render_prompt
 from d4m.errors import D4MError, ModelError
 from d4m.parallel import Topology
-from d4m.runio.atomic import atomic_save_png, atomic_write_text
+from d4m.runio.atomic import atomic_save_png, atomic_write_text, sha256_file
 from d4m.runio.rundir import RunDir, class_folder, image_name
 from d4m.seeding import cpu_generator, derive_seed
 from d4m.synthesis.candidates import candidate_jobs, choose, load_teacher_for, seed_parts
@@ -77,12 +79,20 @@ def run_synthesis(cfg: DistillConfig, run: RunDir, prototypes: torch.Tensor, lab
     """
     check_channels(codec, gen, prototypes)
     jobs = plan(classes, cfg.ipc, prototypes.shape[1])
+    temps = check_images_folder(run, {j.path for j in jobs})  # a foreign file is refused before anything is written
+    if topo.is_main:
+        for t in temps:  # atomic writes cut by a kill: d4m's own
+            t.unlink(missing_ok=True)
+    topo.barrier()
     m = cfg.candidates if gen is not None else 1
     teacher = load_teacher_for(cfg.candidate_teacher, classes, device) if m > 1 else None
     work = candidate_jobs(jobs, m) if m > 1 else jobs
     batches = [work[i : i + cfg.batch_size] for i in range(0, len(work), cfg.batch_size)]
     done = run.written()  # an image counts as made once its file is in place and its hash is in the journal
-    todo = [b for b in topo.mine(batches) if not all(j.path in done and (run.path / j.path).is_file() for j in b)]
+    mine = topo.mine(batches)
+    intact = {j.path for b in mine for j in b if j.path in done and (run.path / j.path).is_file()
+              and sha256_file(run.path / j.path) == done[j.path]}  # a truncated or changed image is made again
+    todo = [b for b in mine if not all(j.path in intact for j in b)]
     prompts = [render_prompt(cfg.prompt_template, t) for t in label_texts]
     norm = gen.norm if gen is not None else None
     cache: dict[int, torch.Tensor] = {}
@@ -132,6 +142,28 @@ def guidance_record(cfg, picked: dict, job: ImageJob) -> dict:
         out.update(picked[job.path], candidate_teacher=cfg.candidate_teacher, diversity=cfg.diversity,
                    seed=derive_seed(cfg.seed, "synthesis", *seed_parts(kept)))
     return out
+
+
+_TEMP = re.compile(r"^\..+\.tmp$")  # d4m.runio.atomic's temporary names
+
+
+def check_images_folder(run: RunDir, planned: set[str]) -> list[Path]:
+    """The temporary files a killed write left under images/ (to delete); a file or folder there that d4m does not
+    write is refused in one line, before any work (d4m deletes only what it made)."""
+    temps = []
+    if not run.images.is_dir():
+        return temps
+    folders = {str(Path(f).parent) for f in planned}
+    for p in sorted(run.images.rglob("*")):
+        rel = p.relative_to(run.path).as_posix()
+        if p.is_dir() and not p.is_symlink() and rel in folders:
+            continue
+        if p.is_file() and not p.is_symlink() and _TEMP.match(p.name) and str(Path(rel).parent) in folders:
+            temps.append(p)
+        elif rel not in planned:
+            raise D4MError(f"{run.path}: {rel} is not an image this run makes (d4m never deletes what it did not "
+                           "make): move it away and rerun")
+    return temps
 
 
 def write_manifest(cfg, run: RunDir, jobs: list[ImageJob], classes, prompts, codec: Codec, gen,

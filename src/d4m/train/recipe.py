@@ -15,6 +15,7 @@ from d4m.labels.stream import StreamSpec
 from d4m.runio.textfiles import read_text
 
 BUILTIN = ("paper", "locked", "ddranking")
+MAX_EPOCHS = 100_000  # the paper's recipe is 300; more is a typo (an epoch count in steps, an extra zero or three)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,16 @@ def recipe_from_dict(data: dict, source: str) -> Recipe:
                 value = tuple(float(v) for v in value)
                 if len(value) != 2 or value[0] > value[1]:
                     raise ValueError
-            elif default is not None and not isinstance(default, str):
-                value = type(default)(value)
+            elif isinstance(default, int):  # 2.5 epochs or `true` is a mistake, not 2 or 1
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                value = int(value)
+            elif isinstance(default, float):
+                if isinstance(value, bool):
+                    raise ValueError
+                value = float(value)
+            elif isinstance(default, str) and not isinstance(value, str):
+                raise ValueError
         except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{source}: recipe key {key!r} has an invalid value {value!r}") from None
         if isinstance(value, float) and not math.isfinite(value) or (isinstance(value, tuple) and not all(
@@ -87,6 +96,14 @@ def recipe_from_dict(data: dict, source: str) -> Recipe:
             raise ConfigError(f"{source}: recipe key {key!r} must be >= 1")
     if recipe.temperature <= 0 or recipe.lr <= 0:
         raise ConfigError(f"{source}: recipe keys 'temperature' and 'lr' must be > 0")
+    if recipe.epochs > MAX_EPOCHS:
+        raise ConfigError(f"{source}: recipe key 'epochs' is {recipe.epochs}, more than d4m runs ({MAX_EPOCHS})")
+    if not 0 < recipe.scale[0] <= recipe.scale[1] <= 1:
+        raise ConfigError(f"{source}: recipe key 'scale' must be two area fractions in (0, 1], not {recipe.scale}")
+    if not 0 < recipe.ratio[0]:
+        raise ConfigError(f"{source}: recipe key 'ratio' must be two aspect ratios > 0, not {recipe.ratio}")
+    if recipe.mix != "none" and recipe.mix_alpha <= 0:
+        raise ConfigError(f"{source}: recipe key 'mix_alpha' must be > 0 with mix {recipe.mix!r}")
     return recipe
 
 
@@ -110,7 +127,7 @@ def load_recipe(name_or_path: str, epochs: int | None = None) -> Recipe:
         raise ConfigError(f"--recipe {source}: a recipe must be a YAML mapping of keys to values")
     data.setdefault("name", Path(source).stem if source not in BUILTIN else source)
     if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"--epochs {epochs}: must be >= 1")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
+            raise ConfigError(f"--epochs {epochs!r}: must be an integer in [1, {MAX_EPOCHS}]")
         data["epochs"] = epochs
     return recipe_from_dict(data, f"--recipe {source}")

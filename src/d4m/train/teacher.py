@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from d4m.checks import finite, whole
 from d4m.data import DataSpec, open_dataset
-from d4m.errors import ConfigError, WeakTeacher
+from d4m.errors import ConfigError, D4MError, WeakTeacher
 from d4m.models import Normalized, create_model, save_checkpoint
 from d4m.runio import StageTimer
 from d4m.seeding import derive_seed
@@ -50,6 +50,27 @@ def holdout_split(targets: list[int], fraction: float, seed: int) -> tuple[list[
         held += [idx[j] for j in torch.randperm(len(idx), generator=g)[:k].tolist()]
     chosen = set(held)
     return [i for i in range(len(targets)) if i not in chosen], sorted(held)
+
+
+def check_teacher_out(out: Path) -> None:
+    """``--out`` is a new file or a checkpoint ``d4m teacher train`` wrote, outside any d4m folder (a run's
+    ``prototypes.safetensors``, a generator's weights): nothing else is ever replaced."""
+    from d4m.models.teachers import read_checkpoint
+    from d4m.runio.rundir import enclosing_folder
+
+    found = enclosing_folder(out)
+    if found is not None:
+        raise ConfigError(f"--out {out}: lies inside the d4m {found[0]} folder {found[1]}; choose a file outside it")
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise ConfigError(f"--out {out}: exists and is not a plain file; choose a new file")
+    if out.exists():
+        try:
+            meta = read_checkpoint(out)[1]
+        except D4MError:
+            meta = {}
+        if not {"arch", "classes", "train_images"} <= set(meta):
+            raise ConfigError(f"--out {out}: exists and is not a checkpoint `d4m teacher train` wrote; choose a "
+                              "new file")
 
 
 def open_val(data: str, val: str | None, holdout: float, size: int, train, seed: int, workers: int):
@@ -88,6 +109,7 @@ def train_teacher(data: str, arch: str, out: Path, size: int, recipe: TeacherRec
     whole("--workers", workers, 0)
     whole("--limit", limit, 1, optional=True)
     finite("--holdout", holdout, 0.0, 0.5)
+    check_teacher_out(Path(out))
     train = open_dataset(data, "train", transform=train_transform(size))
     valset, val_desc, indices = open_val(data, val, holdout, size, train, seed, workers)
     if limit and limit < len(indices):
