@@ -15,8 +15,10 @@ Every diffusers / transformers component d4m loads (UNet, VAE, text encoder, tok
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 from d4m.errors import ModelError
 
@@ -63,6 +65,40 @@ def check_folder(folder: Path, where: str, weights: bool) -> None:
                          "so d4m loads safetensors only (convert them with save_pretrained(safe_serialization=True))")
 
 
+_REACHABLE: dict[tuple[str, int], bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (asked once per process; False in offline mode), so
+    that an offline machine gets one line at once instead of the hub client's minutes of retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    key = (url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443))
+    if key not in _REACHABLE:
+        try:
+            socket.create_connection(key, timeout=timeout).close()
+            _REACHABLE[key] = True
+        except OSError:
+            _REACHABLE[key] = False
+    return _REACHABLE[key]
+
+
+def offline_snapshot(source: str) -> str:
+    """The cached snapshot folder of hub id ``source``, for a machine that cannot reach the hub; one line if none."""
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        return snapshot_download(str(source), local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached, in whatever form the hub client says it
+        raise ModelError(f"{source}: the Hugging Face hub ({urlparse(constants.ENDPOINT).hostname}) cannot be "
+                         f"reached from here and {source} is not in the local cache; download it where there is "
+                         f"internet (`huggingface-cli download {source} --local-dir DIR`) and pass the folder DIR "
+                         "instead of the id") from None
+
+
 def hub_config(source: str, subfolder: str | None, filename: str, where: str) -> dict:
     """The JSON file ``filename`` of hub repository ``source`` (downloading only that file)."""
     try:
@@ -77,14 +113,21 @@ def hub_config(source: str, subfolder: str | None, filename: str, where: str) ->
     return data
 
 
+def _hub_id(source) -> bool:
+    return not str(source).startswith((".", "/", "~")) and str(source).count("/") == 1
+
+
 def load_component(loader: Callable, source: str, subfolder: str | None, what: str, *, library: str,
                    weights: bool = True, config_name: str = "config.json", **kwargs):
     """``loader(source, subfolder=..., **kwargs)`` after the checks above; ``what`` names the part in errors."""
-    where = f"{source}/{subfolder}" if subfolder else str(source)
     folder = local_folder(source, subfolder)
+    if folder is None and _hub_id(source) and not hub_reachable():  # offline: the cached snapshot, or one line
+        source = offline_snapshot(source)
+        folder = local_folder(source, subfolder)
+    where = f"{source}/{subfolder}" if subfolder else str(source)
     if folder is not None:
         check_folder(folder, where, weights)
-    elif str(source).startswith((".", "/", "~")) or str(source).count("/") != 1:
+    elif not _hub_id(source):
         raise ModelError(f"{source}: no such directory (and not a hub id of the form owner/name)")
     else:  # a hub id: the configuration the loader is about to follow
         _refuse_code(hub_config(source, subfolder, config_name, where), where)
