@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +48,33 @@ def image_grid(distilled: list[list], real: list[list], names: list[str], path: 
     return path
 
 
+class _IterationBar(io.TextIOBase):
+    """A stdout stand-in that turns scikit-learn's verbose t-SNE lines ("[t-SNE] Iteration 50: ...") into a tqdm bar
+    over its iterations (tqdm gives the rate and the expected time); other lines are dropped."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def write(self, text: str) -> int:
+        for found in re.finditer(r"Iteration (\d+)", text):
+            self.bar.update(max(0, int(found.group(1)) - self.bar.n))
+        return len(text)
+
+
 def tsne_embedding(features: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE (scikit-learn, PCA init) of [n, d] features; perplexity capped for small n."""
+    """2-D t-SNE (scikit-learn, PCA init) of [n, d] features; perplexity capped for small n. Shows progress."""
     from sklearn.manifold import TSNE
+    from tqdm.auto import tqdm
 
     n = features.shape[0]
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
-        features.astype(np.float32))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, verbose=2)
+    total = int(getattr(tsne, "max_iter", None) or getattr(tsne, "n_iter", None) or 1000)
+    with tqdm(total=total, desc=f"t-SNE of {n} points", unit="iter") as bar, \
+            contextlib.redirect_stdout(_IterationBar(bar)):
+        xy = tsne.fit_transform(features.astype(np.float32))
+        bar.update(bar.total - bar.n)
+    return xy
 
 
 def tsne_figure(xy: np.ndarray, labels: np.ndarray, distilled: np.ndarray, names: list[str], path: Path,
