@@ -58,7 +58,9 @@ def write_d4m_prototypes(root: Path, classes: int, ipc: int, latent: tuple[int, 
             yield centre + 0.8 * torch.randn(b, dim, generator=g)
 
     names = [f"class{c}" for c in range(classes)]
-    dataset = SimpleNamespace(classes=names, label_texts=names, targets=[c for c in range(classes) for _ in range(points)])
+    targets = [c for c in range(classes) for _ in range(points)]
+    dataset = SimpleNamespace(classes=names, label_texts=names, targets=targets,
+                              describe=lambda i: f"synthetic:{i}")  # what a class's fingerprint names
     codec = SimpleNamespace(latent_channels=latent[0], downsample=8, name="synthetic",
                             describe=lambda: {"codec": "synthetic", "latent_channels": latent[0], "downsample": 8})
     cfg = DistillConfig(ipc=ipc, size=latent[1] * 8, prototype_dtype=dtype, workers=0, data="synthetic")

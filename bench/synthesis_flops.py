@@ -1,7 +1,7 @@
 """Synthesis time per image of a d4m-trained generator against what its UNet's FLOPs allow on this CPU.
 
 Issue 25: distilling with a user-trained generator cost about 17 s per image while the shipped one
-(``generators/cifar10-taef2-small``) made 4 images/s. This benchmark times d4m's own ``denoise`` (img2img, 50
+(``cifar10-taef2``, inside the package) made 4 images/s. This benchmark times d4m's own ``denoise`` (img2img, 50
 steps at strength 0.7 = 35 UNet calls, classifier-free guidance: each call on the conditional and unconditional
 pair) for the shipped UNet and for other shapes a user may have, and divides each time by the floor its FLOPs
 set:
@@ -21,6 +21,7 @@ on a few images, the cases interleaved over reps; the median is reported.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch  # noqa: E402
 
 from common import ROOT, median, mode_args, save_result  # noqa: E402
 
-SHIPPED = ROOT / "generators" / "cifar10-taef2-small"
+SHIPPED = Path(str(importlib.resources.files("d4m") / "generators" / "cifar10-taef2"))  # the shipped generator
 STEPS, STRENGTH, GUIDANCE, TOKENS = 50, 0.7, 8.0, 32
 
 
