@@ -206,8 +206,9 @@ def test_dry_run_of_the_device_call():
     est = gpu_kit.estimate(ROOT, SHARED, per_class=3000)
     assert est["images"] == 30000 and est["fits"], est
     most = gpu_prepare.fit_per_class(ROOT, SHARED)  # what `gpu_prepare.py` packs by default
-    # the shipped generator (src/d4m/generators/, 13 MB) travels too: it leaves room for about 3,700 images per class
-    assert most >= 3500 and gpu_kit.estimate(ROOT, SHARED, most)["total"] + 2**20 <= gpu_kit.LIMIT
+    # the shipped generator (src/d4m/generators/, 13 MB) and the tree travel too: they leave room for about 3,400
+    # images per class (3,700 before the tree grew on 2026-12-03)
+    assert most >= 3000 and gpu_kit.estimate(ROOT, SHARED, most)["total"] + 2**20 <= gpu_kit.LIMIT
     if most < 5000:  # and it is the most that fit with gpu_prepare's 2 MiB margin
         assert gpu_kit.estimate(ROOT, SHARED, most + 100)["total"] + 2 * 2**20 > gpu_kit.LIMIT
 

@@ -151,7 +151,9 @@ def test_samples_rerun_removes_its_stale_images_and_refuses_foreign_files(made, 
 def test_generator_train_never_trains_over_a_finished_model_without_its_checkpoint(made, tmp_path, capsys):
     gen = tmp_path / "gen"
     shutil.copytree(made["generator"], gen)
-    (gen / "work" / "checkpoint.pt").unlink()
+    from d4m.generator.train import work_dir
+
+    assert not (work_dir(gen) / "checkpoint.pt").exists()  # its checkpoint stayed beside the original (OUT.work/)
     before = _snapshot(gen)
     assert main(COMMANDS["generator train"][0](made, gen)) == 2
     assert "checkpoint" in one_error(capsys.readouterr().err) and _snapshot(gen) == before

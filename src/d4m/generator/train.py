@@ -241,6 +241,7 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
             if deadline is not None and acc.num_processes > 1:
                 over = bool(acc.reduce(torch.tensor(float(over), device=dev), "max"))
             if over and step % every:
+                window = [float(x) for x in window]  # the losses held on the device since the last log row
                 history.append({"step": step, "epoch": step / spe, "loss": sum(window) / len(window),
                                  "lr": lr_sched.get_last_lr()[0],
                                  "samples_per_s": (step - seen0) * cfg.batch_size / (time.perf_counter() - t0)})
