@@ -190,7 +190,7 @@ SETTINGS = (
       "the batch, reached by gradient accumulation; 0: the recipe's batch in one pass (--batch-size: its older "
       "name)", ("evaluate",), "images", aliases=("--batch-size",), type=int, default=0),
     S("--eval-every", "val top-1 every N epochs and after the last (0: after the last only; at CIFAR-10 IPC 10 a "
-      "pass over the test set costs about as much as 40 training epochs)", ("evaluate",), "epochs", type=int,
+      "pass over the test set costs about as much as 45 training epochs)", ("evaluate",), "epochs", type=int,
       default=0),
     # subset
     S("--run", "the ImageNet-1K d4m run", ("subset",), required=True),
