@@ -8,11 +8,11 @@ comes here.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from d4m.errors import ModelError
+from d4m.runio.atomic import sha256_file as sha256
 
 REPOSITORY = "madebyollin/taesd"
 COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"
@@ -33,14 +33,6 @@ def cache_dir() -> Path:
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints" / f"d4m-taef2-{COMMIT[:7]}"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _offline_hint() -> str:

@@ -77,9 +77,9 @@ def lr_at_step(recipe: TeacherRecipe, step: int, steps_per_epoch: int) -> float:
 
 def make_teacher_optimizer(model: nn.Module, recipe: TeacherRecipe) -> torch.optim.Optimizer:
     """Weight decay on weight matrices and kernels only, none on biases and norm parameters."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    rest = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    from d4m.train.loop import decay_groups
+
+    groups = decay_groups(model, recipe.weight_decay)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=recipe.lr)
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
