@@ -25,15 +25,16 @@ from cifar10_offline import Runner  # noqa: E402  (the same resumable command ru
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def result(folder: Path) -> dict | None:
-    """The one summary.json under an evaluation folder (student/recipe[-hard]/summary.json), or None."""
+def result(folder: Path) -> tuple[dict, Path] | None:
+    """The one summary.json under an evaluation folder (student/recipe[-hard]/summary.json) and its folder, or None."""
     found = sorted(folder.glob("*/*/summary.json")) if folder.is_dir() else []
-    return json.loads(found[0].read_text()) if found else None
+    return (json.loads(found[0].read_text()), found[0].parent) if found else None
 
 
-def train_seconds(summary: dict) -> float:
-    """Training seconds per student, summed from the per-epoch times the loop records."""
-    per = [sum(h.get("epoch_s", 0.0) for h in s.get("history", [])) for s in summary.get("per_seed", [])]
+def train_seconds(folder: Path) -> float:
+    """Training seconds per student: the per-epoch times each seed's metrics.json records, averaged over seeds."""
+    per = [sum(h.get("epoch_s", 0.0) for h in json.loads(m.read_text()).get("history", []))
+           for m in sorted(folder.glob("seed*/metrics.json"))]
     return sum(per) / max(1, len(per))
 
 
@@ -88,10 +89,10 @@ def write_results(out: Path, a, cells) -> None:
         for labels in a.labels:
             curve, cost = {}, {}
             for e in sorted(a.epochs):
-                s = result(out / "eval" / f"{recipe}-{labels}-{e}")
-                if s and s["last_epoch_top1"]["n"]:
-                    curve[e] = s["last_epoch_top1"]["mean"]
-                    cost[e] = round(train_seconds(s), 1)
+                found = result(out / "eval" / f"{recipe}-{labels}-{e}")
+                if found and found[0]["last_epoch_top1"]["n"]:
+                    curve[e] = found[0]["last_epoch_top1"]["mean"]
+                    cost[e] = round(train_seconds(found[1]), 1)
             if curve:
                 table[f"{recipe}-{labels}"] = {"top1": curve, "train_s": cost, "pick": pick(curve, a.tolerance)}
     lines += ["| recipe | labels | " + " | ".join(f"{e} ep" for e in sorted(a.epochs)) + " | shortest within "
