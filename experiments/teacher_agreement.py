@@ -5,7 +5,8 @@
 TEACHER is a d4m teacher spec (e.g. cifar-resnet20:PATH). For each run: the teacher's top-1 against the image's
 class on the whole images, and on ``--crops`` seeded RandomResizedCrop (scale 0.08-1, the recipes' setting) +
 flip views of each image, resized back to the image size. Soft labels can only teach what the teacher sees: when
-it misreads the crops, a student trained on its soft labels learns the misreading.
+it misreads the crops, a student trained on its soft labels learns the misreading. ``diversity``: the mean
+within-class pairwise cosine distance of the teacher's penultimate features (0: every image of a class alike).
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ def agreement(teacher, images: torch.Tensor, targets: torch.Tensor, crops: int, 
     return whole, hits / (crops * len(images)) * 100
 
 
+@torch.no_grad()
+def diversity(teacher, images: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean over classes of the mean pairwise cosine distance (1 - cos) between the teacher's penultimate features
+    of a class's images: 0 when a class is one picture repeated; the feature space --diversity scores in."""
+    from d4m.methods.features import teacher_features
+
+    feats = torch.nn.functional.normalize(teacher_features(teacher, images).float(), dim=1)
+    per_class = []
+    for c in targets.unique():
+        f = feats[targets == c]
+        n = len(f)
+        if n > 1:
+            per_class.append(((1 - f @ f.T).sum() / (n * (n - 1))).item())
+    return sum(per_class) / max(1, len(per_class))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("teacher")
@@ -48,11 +65,13 @@ def main() -> int:
     ap.add_argument("--crops", type=int, default=20)
     a = ap.parse_args()
     teacher = load_teacher(a.teacher)
-    print("| run | images | teacher top-1, whole images | teacher top-1, crops as trained |\n|---|---|---|---|")
+    print("| run | images | teacher top-1, whole images | teacher top-1, crops as trained | diversity |\n"
+          "|---|---|---|---|---|")
     for run in map(Path, a.runs):
         images, targets = load_run(run)
         whole, crops = agreement(teacher, images, targets, a.crops)
-        print(f"| {run.name} | {len(images)} | {whole:.1f}% | {crops:.1f}% |", flush=True)
+        div = diversity(teacher, images, targets)
+        print(f"| {run.name} | {len(images)} | {whole:.1f}% | {crops:.1f}% | {div:.3f} |", flush=True)
     return 0
 
 
