@@ -155,6 +155,7 @@ def _card(job, run: Path | None, train_data: str | None, full_data_acc: float | 
     return write_card(job, train_data, soft, random, hard, full, base)
 
 
+@documented("teacher train")
 def train_teacher(data: str, out: str | Path, *, arch: str = "convnet-w128", epochs: int = 30, batch_size: int = 128,
                   lr: float | None = None, optimizer: str = "auto", weight_decay: float | None = None,
                   warmup: float | None = None, label_smoothing: float = 0.1, size: int | None = None,
@@ -194,6 +195,7 @@ def train_teacher(data: str, out: str | Path, *, arch: str = "convnet-w128", epo
                  out.parent / "log.jsonl", val, holdout, allow_weak)
 
 
+@documented("teacher eval")
 def eval_teacher(teacher: str, val: str, *, limit: int | None = None, size: int | None = None, batch_size: int = 256,
                  device: str = "auto", workers: int = 0, log: str | Path | None = None) -> dict:
     """Top-1 of a teacher on a real validation set, its classes matched to the data's (``d4m teacher eval``).

@@ -86,40 +86,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("teacher", help="train or evaluate a teacher")
     sub = p.add_subparsers(dest="teacher_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train a classifier on real data; saves a safetensors checkpoint")
-    t.add_argument("--data", required=True, help="KIND:PATH of the training data")
-    t.add_argument("--arch", default="convnet-w128", help="architecture (see d4m.models.MODELS)")
-    t.add_argument("--out", required=True, help="output .safetensors file (load with checkpoint:FILE)")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, help="peak learning rate (default: 0.05 for sgd, 0.01 for "
-                   "convnet-w128, 1e-3 for adamw)")
-    t.add_argument("--optimizer", default="auto", choices=("auto", "sgd", "adamw"),
-                   help="auto: adamw for swin_t and vit_b_16, sgd (nesterov, momentum 0.9) otherwise")
-    t.add_argument("--weight-decay", type=float, help="default: 5e-4 for sgd, 0.05 for adamw")
-    t.add_argument("--warmup", type=float, help="epochs of linear warm-up before the cosine (default: a tenth "
-                   "of --epochs, at most 5)")
-    t.add_argument("--label-smoothing", type=float, default=0.1)
-    t.add_argument("--size", type=int, help="image size (default from --data)")
-    t.add_argument("--limit", type=int, help="train on a seeded subset of this many images")
-    t.add_argument("--val", help="KIND:PATH of the validation data (default: --data's val split; folder: "
-                   "--holdout)")
-    t.add_argument("--holdout", type=float, default=0.1, help="folder data without --val: this fraction of "
-                   "each class is held out for validation (0: none, the training top-1 judges)")
-    t.add_argument("--allow-weak", action="store_true", help="save the teacher even when it is at chance level "
-                   "(val top-1 below 1.5 x chance, or one class taking most predictions); otherwise exit 2")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--workers", type=int, default=0)
+    add_flags(t, "teacher train")
     t.set_defaults(func=cmd_teacher_train)
     e = sub.add_parser("eval", help="top-1 of a teacher on a real val set (class order checked)")
-    e.add_argument("--teacher", required=True)
-    e.add_argument("--val", required=True, help="KIND:PATH (folder:PATH uses all its images)")
-    e.add_argument("--limit", type=int, help="a seeded subset of this many images")
-    e.add_argument("--size", type=int, help="input size (default: the data's, folder: the teacher's)")
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--workers", type=int, default=0)
-    e.add_argument("--log", help="append timing to this log.jsonl")
+    add_flags(e, "teacher eval")
     e.set_defaults(func=cmd_teacher_eval)
 
     p = subparsers.add_parser("subset", help="D4M-G: restrict an ImageNet run to the Tiny-ImageNet classes")
