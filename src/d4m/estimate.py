@@ -1,7 +1,7 @@
 """The expected time of a distillation, printed before the work starts.
 
 It is an estimate: the number of images of each stage times a per-image cost timed on this machine just before the
-work (one warm-up and one timed batch of the codec's encoder, of one UNet step with classifier-free guidance and of
+work (one warm-up, then the fastest of three timed batches of the codec's encoder, of one UNet step with classifier-free guidance and of
 the decoder, on constant inputs: no random number is drawn, so the run's outputs do not change). Reading and
 decoding the dataset's files, k-means and writing PNGs are not counted, and other jobs on the machine change the
 real time. BENCHMARKS.md (section "The embedded main job") compares it with measured stage rates.
@@ -19,15 +19,21 @@ def denoising_steps(cfg) -> int:
     return int(cfg.steps) if cfg.init == "noise" else int(cfg.steps * cfg.strength)
 
 
-def _timed(fn) -> float:
+def _timed(fn, repeats: int = 3) -> float:
+    """Seconds of one call of ``fn``: the fastest of ``repeats`` timed calls after a warm-up. The minimum, because
+    other jobs on a shared machine only ever add time: one call preempted by them (a 46-minute estimate for a
+    7-minute run, seen under load) must not stand for the run."""
     fn()  # warm-up: first-call allocations and kernel selection
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    best = float("inf")
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 @torch.no_grad()
@@ -66,9 +72,14 @@ def expected_line(counts: dict[str, int], per_image: dict[str, float]) -> str:
         s = per_image[stage] * n
         total += s
         rate = 1.0 / per_image[stage] if per_image[stage] > 0 else float("inf")
-        parts.append(f"{stage} {n:,} images at {rate:,.1f}/s = {_duration(s)}")
+        parts.append(f"{stage} {n:,} images at {_rate(rate)}/s = {_duration(s)}")
     return (f"expected time about {_duration(total)} ({'; '.join(parts)}). An estimate: model compute timed on one "
             "batch here just now; reading images, k-means and other jobs on this machine are not counted")
+
+
+def _rate(per_second: float) -> str:
+    """Images per second with three significant digits: 0.0417, 4.17, 417 (never a bare 0.0)."""
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.3g}"
 
 
 def _duration(seconds: float) -> str:
