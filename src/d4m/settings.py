@@ -73,8 +73,8 @@ SETTINGS = (
       type=int),
     S("--allow-short", "a class with fewer images than IPC reuses its prototypes (different seeds) instead of "
       "failing", _P, action="store_true", default=None),
-    S("--strict", "a corrupt image file is an error, not a skipped and counted file", _P, action="store_true",
-      default=None),
+    S("--strict", "a corrupt image file is an error, not a skipped and counted file; so is a class folder that "
+      "holds no image, not a warning", _P, action="store_true", default=None),
     S("--model", "diffusers text-to-image model: hub id or local directory, or a generator shipped with d4m by name "
       "(cifar10-taef2)", _D),
     S("--codec", "model (the model's own VAE) | vae:PATH (any AutoencoderKL) | taef2 (fetched by name into torch's "
@@ -144,6 +144,8 @@ SETTINGS = (
     S("--device", "auto | cpu | cuda:0 ...", ("select", "stm", "report", "export", GS), default="auto"),
     S("--workers", "data-loader workers for encoding", ("select",), "processes", type=int),
     S("--force", "overwrite a run made with another configuration", ("select", "stm"), action="store_true"),
+    S("--strict", "a class folder of the data that holds no image is an error, not a warning", ("select",),
+      action="store_true", default=None),
     # stm
     S("--run", "source run (its images/ are the starting point)", ("stm",), required=True),
     S("--teacher", "teacher SPEC with BatchNorm layers (e.g. cifar-resnet20:FILE)", ("stm",), required=True),
@@ -170,6 +172,8 @@ SETTINGS = (
     S("--device", "cpu, cuda, cuda:N or auto", _RE, default="auto"),
     S("--workers", "data-loading worker processes", _RE, "processes", type=int, default=0),
     S("--out", "output folder", _RE, unset="RUN/eval or DIR/../eval"),
+    S("--strict", "a class folder that holds no image (distilled or real data) is an error, not a warning", _RE,
+      action="store_true"),
     S("--val", "real data KIND:PATH, only to pick the default --size", ("relabel",)),
     S("--name", "label set name under labels/", ("relabel",), unset="TEACHER-RECIPE-FORMAT"),
     S("--student", "student architecture", ("evaluate",), default="convnet-w128"),
@@ -258,6 +262,8 @@ SETTINGS = (
       "model, fewer kernel launches per step on a GPU", (GT,)),
     S("--threads", "CPU threads for torch (1 is often fastest on busy shared cores)", (GT, GS), "threads",
       unset="torch's", type=int),
+    S("--strict", "a class folder of --data that holds no image is an error, not a warning", (GT,),
+      action="store_true", default=None),
     S("--resume", "continue from the checkpoint in OUT.work/", (GT,), action="store_true"),
     # generator sample
     S("--model", "a folder written by `d4m generator train`, or a shipped one by name (cifar10-taef2)", (GS,),
