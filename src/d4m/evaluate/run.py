@@ -26,7 +26,8 @@ from d4m.parallel import Topology
 from d4m.runio import atomic_write_text
 from d4m.seeding import derive_seed
 from d4m.train import Recipe, train_student
-from d4m.train.bounds import MAX_BATCH, MAX_SEEDS, image_size, images_in_memory, label_store, model_fits, training_batch
+from d4m.train.bounds import (MAX_BATCH, MAX_SEEDS, image_size, images_in_memory, label_store, model_fits,
+                              training_batch)
 
 
 @dataclass
@@ -84,13 +85,13 @@ def check_sizes(job: "EvalJob", images, size: int) -> None:
     """The image size, the student, a training batch and the decoded images, bounded before anything is built."""
     from d4m.data.datasets import first_readable_size
 
+    images_in_memory(f"--run/--images {job.images}", len(images), first_readable_size(images))
     image_size("--size" if job.size else f"--size (from --val {job.val})", size)
     model_fits(f"--student {job.student}", job.student, len(images.classes), size, "the student")
     stream = min(job.recipe.batch_size, len(images))
     flag = (f"--micro-batch {job.physical_batch}" if job.physical_batch else
             f"--micro-batch 0 (the recipe's batch of {stream})")
     training_batch(flag, stream, job.physical_batch or stream, size)
-    images_in_memory(f"--run/--images {job.images}", len(images), first_readable_size(images))
 
 
 def check_label_store(store: LabelStore, images, teacher, epochs: int, fmt: str, k: int) -> None:

@@ -26,7 +26,7 @@ def default_image_size(val_spec: str, size: int | None = None, strict: bool = Fa
         return DEFAULT_SIZE[spec.kind]
     from d4m.data.datasets import first_readable_size
 
-    return int(first_readable_size(open_dataset(spec, "train", strict=strict)))  # a folder spec has no split: all is val
+    return int(first_readable_size(open_dataset(spec, "train", strict=strict)))  # a folder has no split: all is val
 
 
 def val_transform(kind: str, size: int):

@@ -11,14 +11,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from d4m.checks import at_most, fits
+from d4m.checks import amount, at_most, fits
 from d4m.errors import ConfigError
 from d4m.models.registry import MAX_IMAGE_SIZE as MAX_SIZE, weight_count
 
 ACTIVATIONS = 64
 MAX_BATCH = 100_000
 MAX_SEEDS = 10_000
-GiB = 2 ** 30
 
 
 def image_size(flag: str, size) -> None:
@@ -73,6 +72,6 @@ def label_store(root: Path, images: int, epochs: int, classes: int, fmt: str, k:
     need, have = images * epochs * label_bytes(classes, fmt, k), free_disk(root)
     if need > have:
         kind = f"top-{k}" if fmt == "topk" and k else fmt
-        raise ConfigError(f"--epochs {epochs}: the stored labels need about {need / GiB:,.1f} GiB ({images:,} images "
-                          f"x {epochs:,} epochs x {label_bytes(classes, fmt, k):,} bytes of {kind} logits), more "
-                          f"than the {have / GiB:,.1f} GiB free under {root}; --topk K or --labels online store less")
+        raise ConfigError(f"--epochs {epochs}: the stored labels need about {amount(need)} ({images:,} images x "
+                          f"{epochs:,} epochs x {label_bytes(classes, fmt, k):,} bytes of {kind} logits), more than "
+                          f"the {amount(have)} free under {root}; --topk K or --labels online store less")
