@@ -139,3 +139,37 @@ def test_sizes_in_a_teacher_checkpoint_are_checked_before_it_is_built(setting, t
     argv = _evaluate(setting, tmp_path, "--teacher", f"checkpoint:{hostile}")
     err = _refused(argv, setting, tmp_path, capsys)
     assert word in err and str(hostile) in err, err
+
+
+TRAINING_STATES = {  # a resumed training checkpoint's edit -> what the message names
+    "next_epoch -1": ({"next_epoch": -1}, "next epoch -1"), "next_epoch 10**12": ({"next_epoch": 10**12}, "next epoch"),
+    "next_epoch '3'": ({"next_epoch": "3"}, "'next_epoch'"), "next_epoch True": ({"next_epoch": True}, "'next_epoch'"),
+    "no model": ({"model": None}, "'model'"), "info a list": ({"info": [1]}, "'info'"),
+    "history a string": ({"history": "xx"}, "'history'"), "history of numbers": ({"history": [1, 2]}, "'history'"),
+    "weights of another shape": ({"model": {"weight": [[0.0]]}}, "do not fit"),
+    "another recipe": ({"info": {"recipe": {"epochs": 7}}}, "different recipe"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAINING_STATES))
+def test_a_training_checkpoint_is_checked_before_it_is_resumed(tmp_path, case):
+    """The per-epoch state of `teacher train` and of each `evaluate` student (d4m.train.checkpoint)."""
+    import torch
+
+    from d4m.errors import ModelError
+    from d4m.train.checkpoint import load_training_state, save_training_state
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    info = {"recipe": {"epochs": 3}, "seed": 0}
+    path = tmp_path / "state.pt"
+    save_training_state(path, model, opt, 1, [{"epoch": 1}], info)
+    assert load_training_state(path, model, opt, info) == (1, [{"epoch": 1}])
+    state = torch.load(path, weights_only=True)
+    edit, word = TRAINING_STATES[case]
+    if "weight" in str(edit.get("model")):
+        edit = {"model": {"weight": torch.zeros(5, 5), "bias": torch.zeros(5)}}
+    torch.save({**state, **edit}, path)
+    with pytest.raises(ModelError) as error:
+        load_training_state(path, model, opt, info)
+    assert word in str(error.value) and str(path) in str(error.value) and "\n" not in str(error.value)
