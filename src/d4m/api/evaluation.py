@@ -60,11 +60,11 @@ def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | 
     from d4m.data.datasets import first_readable_size
     from d4m.evaluate.run import check_label_store, label_set_name, open_images
     from d4m.evaluate.val import default_image_size
-    from d4m.train.bounds import image_size, images_in_memory
     from d4m.labels import LabelStore, StreamImages, relabel as store_labels
     from d4m.models import load_teacher
     from d4m.parallel import resolve_device, topology
     from d4m.train import load_recipe
+    from d4m.train.bounds import image_size, images_in_memory
 
     images_dir, labels_root, _, log = _where(run, images, out, allow_incomplete)
     rec = load_recipe(recipe, epochs)
@@ -193,9 +193,9 @@ def train_teacher(data: str, out: str | Path, *, arch: str = "convnet-w128", epo
     """
     from d4m.evaluate.val import default_image_size
     from d4m.parallel import resolve_device
-    from d4m.train.teacher import train_teacher as train
     from d4m.train.bounds import image_size
     from d4m.train.recipe import MAX_EPOCHS
+    from d4m.train.teacher import train_teacher as train
     from d4m.train.teacher_recipe import teacher_recipe
 
     at_most("--epochs", epochs, MAX_EPOCHS)
