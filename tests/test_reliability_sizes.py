@@ -76,6 +76,7 @@ EVALUATE_SIZES = {  # flags, the machine's memory in GiB -> what the message nam
     ("--size 8192", 16): "--size", ("--size 4", 16): "--size",
     ("--size 4096", 16): "--micro-batch 0 (the recipe's batch of 6)",  # 6 images of 4096 px at once
     ("--size 2048", 0.25): "--student convnet-w128",
+    ("--size 2048 --micro-batch 1", 16): "--size 2048",  # training 1 at a time fits; testing 256 at once does not
     ("--size 64", 1000 / GiB): "--run/--images",  # the decoded images the stream keeps: 6 x 3 x 16 x 16 bytes
     ("--val-limit 0", 16): "--val-limit", ("--topk -1", 16): "--topk", ("--eval-every -1", 16): "--eval-every",
 }

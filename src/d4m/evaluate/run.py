@@ -27,7 +27,7 @@ from d4m.runio import atomic_write_text
 from d4m.seeding import derive_seed
 from d4m.train import Recipe, train_student
 from d4m.train.bounds import (MAX_BATCH, MAX_SEEDS, image_size, images_in_memory, label_store, model_fits,
-                              training_batch)
+                              training_batch, val_batch)
 
 
 @dataclass
@@ -92,6 +92,7 @@ def check_sizes(job: "EvalJob", images, size: int) -> None:
     flag = (f"--micro-batch {job.physical_batch}" if job.physical_batch else
             f"--micro-batch 0 (the recipe's batch of {stream})")
     training_batch(flag, stream, job.physical_batch or stream, size)
+    val_batch(f"--size {size}", size)
 
 
 def check_label_store(store: LabelStore, images, teacher, epochs: int, fmt: str, k: int) -> None:

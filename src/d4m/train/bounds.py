@@ -41,6 +41,12 @@ def training_batch(flag: str, stream: int, micro: int, size: int) -> None:
          f"a training batch of {stream:,} images at {size} px, {micro:,} at a time through the model")
 
 
+def val_batch(flag: str, size: int, batch: int = 256) -> None:
+    """A batch of the real val set (``ValSet.predict``'s 256) through a model without gradients."""
+    fits(flag, batch * 3 * size * size * (1 + 4 + 4 * ACTIVATIONS // 8),
+         f"testing {batch} val images at a time at {size} px")
+
+
 def images_in_memory(flag: str, count: int, side: int) -> None:
     """The distilled images, kept decoded (uint8) for the whole run by the stream."""
     fits(flag, count * 3 * side * side, f"holding its {count:,} images of {side} px decoded")

@@ -23,7 +23,7 @@ from d4m.errors import ConfigError, D4MError, WeakTeacher
 from d4m.models import Normalized, create_model, save_checkpoint
 from d4m.runio import StageTimer
 from d4m.seeding import derive_seed
-from d4m.train.bounds import MAX_BATCH, model_fits, training_batch
+from d4m.train.bounds import MAX_BATCH, model_fits, training_batch, val_batch
 from d4m.train.checkpoint import load_training_state, save_training_state
 from d4m.train.teacher_recipe import (TeacherRecipe, lr_at_step, make_teacher_optimizer, prediction_stats,
                                       weak_reason)
@@ -116,6 +116,7 @@ def train_teacher(data: str, arch: str, out: Path, size: int, recipe: TeacherRec
     model_fits(f"--arch {arch}", arch, len(train.classes), size, "the teacher")
     batch = min(batch_size, len(train))
     training_batch(f"--batch-size {batch_size}", batch, batch, size)
+    val_batch(f"--size {size}", size)
     valset, val_desc, indices = open_val(data, val, holdout, size, train, seed, workers, strict)
     if limit and limit < len(indices):
         g = torch.Generator().manual_seed(derive_seed(seed, "teacher-subset"))
