@@ -174,3 +174,22 @@ def test_a_training_checkpoint_is_checked_before_it_is_resumed(tmp_path, case):
     with pytest.raises(ModelError) as error:
         load_training_state(path, model, opt, info)
     assert word in str(error.value) and str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_what_runs_on_a_cuda_device_is_bounded_by_its_free_memory(monkeypatch):
+    """The model and the batch going through it are compared with the GPU's free memory (mocked here), the stream
+    batch with the host's: a host with little memory does not refuse a batch the GPU holds, and the reverse."""
+    import torch
+
+    from d4m.errors import ConfigError
+    from d4m.train.bounds import training_batch, val_batch
+
+    monkeypatch.setattr("d4m.checks.machine_memory", lambda: 1 * GiB)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * GiB, 141 * GiB))
+    training_batch("--micro-batch 0", 1024, 1024, 224, "cuda:0")  # 0.6 GiB on the host, ~37 GiB on the GPU
+    val_batch("--size 224", 224, "cuda:0")
+    with pytest.raises(ConfigError, match="more than the 1.0 GiB of memory available"):
+        training_batch("--micro-batch 0", 1024, 1024, 224, "cpu")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * GiB, 141 * GiB))
+    with pytest.raises(ConfigError, match=r"--micro-batch 0: .* more than the 2.0 GiB free on cuda:0"):
+        training_batch("--micro-batch 0", 1024, 1024, 224, "cuda:0")

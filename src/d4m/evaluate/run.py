@@ -87,12 +87,12 @@ def check_sizes(job: "EvalJob", images, size: int) -> None:
 
     images_in_memory(f"--run/--images {job.images}", len(images), first_readable_size(images))
     image_size("--size" if job.size else f"--size (from --val {job.val})", size)
-    model_fits(f"--student {job.student}", job.student, len(images.classes), size, "the student")
+    model_fits(f"--student {job.student}", job.student, len(images.classes), size, "the student", job.device)
     stream = min(job.recipe.batch_size, len(images))
     flag = (f"--micro-batch {job.physical_batch}" if job.physical_batch else
             f"--micro-batch 0 (the recipe's batch of {stream})")
-    training_batch(flag, stream, job.physical_batch or stream, size)
-    val_batch(f"--size {size}", size)
+    training_batch(flag, stream, job.physical_batch or stream, size, job.device)
+    val_batch(f"--size {size}", size, job.device)
 
 
 def check_label_store(store: LabelStore, images, teacher, epochs: int, fmt: str, k: int) -> None:

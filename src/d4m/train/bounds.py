@@ -2,8 +2,10 @@
 
 As ``generator train``'s (``d4m.generator.config``), the memory estimates are generous bounds for the absurd, not
 predictions: a classifier's peak training activations are taken as ``ACTIVATIONS`` times its float32 input, a
-model's bytes as four times its weights (weights, gradients, two optimizer moments). Each refusal is one
-``ConfigError`` line naming the flag, the estimate and the memory (or disk) this machine has.
+model's bytes as four times its weights (weights, gradients, two optimizer moments). What lives on the device
+(the model, the batch going through it) is compared with the free memory of a CUDA device when the work runs on
+one, else with the host's. Each refusal is one ``ConfigError`` line naming the flag, the estimate and the memory
+(or disk) this machine has.
 """
 
 from __future__ import annotations
@@ -27,24 +29,41 @@ def image_size(flag: str, size) -> None:
         raise ConfigError(f"{flag} {size}: too small (>= 8)")
 
 
-def model_fits(flag: str, arch: str, classes: int, size: int, what: str) -> int:
+def on_device(flag: str, nbytes: float, what: str, device: str = "cpu") -> None:
+    """``fits`` for what lives on ``device``: a CUDA device's free memory, else the host's."""
+    if not str(device).startswith("cuda"):
+        return fits(flag, nbytes, what)
+    import torch
+
+    free = int(torch.cuda.mem_get_info(torch.device(device))[0])
+    if nbytes > free:
+        raise ConfigError(f"{flag}: {what} needs about {amount(nbytes)}, more than the {amount(free)} free on "
+                          f"{device}")
+
+
+def model_fits(flag: str, arch: str, classes: int, size: int, what: str, device: str = "cpu") -> int:
     """Refuse a model whose weights, gradients and optimizer state would not fit; return its weight count."""
     n = weight_count(arch, classes, size)
-    fits(flag, 4 * 4 * n, f"{what} ({arch}, {classes:,} classes, {size} px: {n:,} weights, trained)")
+    on_device(flag, 4 * 4 * n, f"{what} ({arch}, {classes:,} classes, {size} px: {n:,} weights, trained)", device)
     return n
 
 
-def training_batch(flag: str, stream: int, micro: int, size: int) -> None:
-    """A stream batch of ``stream`` images in memory (float32) and ``micro`` of them through the model at a time."""
+def training_batch(flag: str, stream: int, micro: int, size: int, device: str = "cpu") -> None:
+    """A stream batch of ``stream`` images in memory (float32, on the host) and ``micro`` of them through the
+    model at a time (on the device)."""
     per_image = 3 * 4 * size * size
-    fits(flag, stream * per_image + micro * per_image * ACTIVATIONS,
-         f"a training batch of {stream:,} images at {size} px, {micro:,} at a time through the model")
+    what = f"a training batch of {stream:,} images at {size} px, {micro:,} at a time through the model"
+    if str(device).startswith("cuda"):
+        fits(flag, stream * per_image, f"a training batch of {stream:,} images at {size} px")
+        on_device(flag, micro * per_image * (1 + ACTIVATIONS), what, device)
+    else:
+        fits(flag, stream * per_image + micro * per_image * ACTIVATIONS, what)
 
 
-def val_batch(flag: str, size: int, batch: int = 256) -> None:
+def val_batch(flag: str, size: int, device: str = "cpu", batch: int = 256) -> None:
     """A batch of the real val set (``ValSet.predict``'s 256) through a model without gradients."""
-    fits(flag, batch * 3 * size * size * (1 + 4 + 4 * ACTIVATIONS // 8),
-         f"testing {batch} val images at a time at {size} px")
+    on_device(flag, batch * 3 * size * size * (1 + 4 + 4 * ACTIVATIONS // 8),
+              f"testing {batch} val images at a time at {size} px", device)
 
 
 def images_in_memory(flag: str, count: int, side: int) -> None:

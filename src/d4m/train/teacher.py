@@ -113,10 +113,10 @@ def train_teacher(data: str, arch: str, out: Path, size: int, recipe: TeacherRec
     finite("--holdout", holdout, 0.0, 0.5)
     check_teacher_out(Path(out))
     train = open_dataset(data, "train", transform=train_transform(size), strict=strict)
-    model_fits(f"--arch {arch}", arch, len(train.classes), size, "the teacher")
+    model_fits(f"--arch {arch}", arch, len(train.classes), size, "the teacher", device)
     batch = min(batch_size, len(train))
-    training_batch(f"--batch-size {batch_size}", batch, batch, size)
-    val_batch(f"--size {size}", size)
+    training_batch(f"--batch-size {batch_size}", batch, batch, size, device)
+    val_batch(f"--size {size}", size, device)
     valset, val_desc, indices = open_val(data, val, holdout, size, train, seed, workers, strict)
     if limit and limit < len(indices):
         g = torch.Generator().manual_seed(derive_seed(seed, "teacher-subset"))
