@@ -81,6 +81,8 @@ COMMANDS = {  # name -> (argv given the made folders and the target, the kind it
     "select": (lambda m, out: ["select", "--method", "random", "--data", f"folder:{m['data']}", "--ipc", "1",
                                "--out", str(out)], "run", True),
     "export": (lambda m, out: ["export", "--run", str(m["run"]), "--to", "hf", str(out)], "export", True),
+    "export ddranking": (lambda m, out: ["export", "--run", str(m["run"]), "--to", "ddranking", str(out),
+                                         "--dataset", "CIFAR10"], "export", True),
     "generator train": (lambda m, out: ["generator", "train", "--data", f"folder:{m['data']}", "--codec",
                                         f"vae:{m['sd']}/vae", "--size", "16", "--text-encoder", "learned", "--preset",
                                         "tiny", "--max-steps", "1", "--device", "cpu", "--out", str(out)],
@@ -105,6 +107,21 @@ def test_no_command_writes_into_a_folder_not_made_for_it(made, tmp_path, command
         assert _snapshot(parent) == before, (command, target)
 
 
+@pytest.mark.parametrize("first,then", [("export", "export ddranking"), ("export ddranking", "export")])
+def test_an_export_folder_is_reused_only_for_its_own_format(made, tmp_path, first, then, capsys):
+    """hf and DD-Ranking exports are both d4m "export" folders, but one format's folder is not the other's target:
+    their files would mix, with or without --force."""
+    out = tmp_path / "exported"
+    assert main(COMMANDS[first][0](made, out)) == 0
+    before = _snapshot(out)
+    for extra in ([], ["--force"]):
+        assert main(COMMANDS[then][0](made, out) + extra) == 2
+        err = one_error(capsys.readouterr().err)
+        assert str(out) in err and "export" in err, err
+        assert _snapshot(out) == before
+    assert main(COMMANDS[first][0](made, out) + ["--force"]) == 0  # its own format: replaced
+
+
 @pytest.mark.parametrize("link", ["work", "labels", "images/000_cat", "log.jsonl"])
 def test_a_link_inside_a_run_never_leads_a_write_or_delete_outside(made, tmp_path, link, capsys):
     run = tmp_path / "run"
@@ -120,9 +137,30 @@ def test_a_link_inside_a_run_never_leads_a_write_or_delete_outside(made, tmp_pat
     select = COMMANDS["select"][0](made, run)
     for argv in (select + ["--ipc", "2", "--force"], select,
                  ["export", "--run", str(run), "--to", "hf", str(tmp_path / "hf")],
+                 ["export", "--run", str(run), "--to", "ddranking", str(tmp_path / "dd"), "--dataset", "CIFAR10"],
                  ["report", "--run", str(run)], ["relabel", "--run", str(run), "--teacher", "cifar-resnet20:/none"]):
         assert main(argv) == 2
         assert "symbolic link" in one_error(capsys.readouterr().err)
+    assert _snapshot(outside) == before
+
+
+@pytest.mark.parametrize("command,link", [("export", "state.json"), ("export ddranking", "labels.pt"),
+                                          ("export ddranking", "lr.pt"), ("export ddranking", "images"),
+                                          ("export ddranking", "images/00000")])
+def test_a_link_inside_an_export_never_leads_a_write_or_delete_outside(made, tmp_path, command, link, capsys):
+    out = tmp_path / "exported"
+    argv = COMMANDS[command][0](made, out)
+    assert main(argv) == 0
+    outside = _foreign(tmp_path / "outside", {"keep.txt": "mine", "00000.png": "mine"})
+    target = outside / "keep.txt" if "." in link else outside
+    if (out / link).is_dir():
+        shutil.rmtree(out / link)
+    else:
+        (out / link).unlink(missing_ok=True)  # labels.pt: written only with --teacher, a stale one is deleted
+    (out / link).symlink_to(target)
+    before = _snapshot(outside)
+    assert main(argv + ["--force"]) == 2
+    assert "symbolic link" in one_error(capsys.readouterr().err)
     assert _snapshot(outside) == before
 
 

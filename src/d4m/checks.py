@@ -53,8 +53,13 @@ def fits(flag: str, nbytes: float, what: str) -> None:
     """Refuse, before allocating, a setting whose estimated memory ``nbytes`` exceeds what this machine has."""
     have = machine_memory()
     if nbytes > have:
-        raise ConfigError(f"{flag}: {what} needs about {nbytes / 2**30:,.1f} GiB, more than the "
-                          f"{have / 2**30:,.1f} GiB of memory available on this machine")
+        raise ConfigError(f"{flag}: {what} needs about {amount(nbytes)}, more than the {amount(have)} of memory "
+                          "available on this machine")
+
+
+def amount(nbytes: float) -> str:
+    """Bytes for a message: GiB, or MiB below a tenth of one."""
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 / 10 else f"{nbytes / 2**20:,.1f} MiB"
 
 
 def at_most(flag: str, value, high: int) -> None:

@@ -14,7 +14,7 @@ from d4m.settings import documented
 
 # thin aliases of `distill`
 ALIASES = {"decode": {"generator": "none"}, "noise-init": {"init": "noise", "generator": "model"}}
-SELECT_SETTINGS = ("ipc", "codec", "model", "size", "out_size", "seed", "max_per_class", "workers")
+SELECT_SETTINGS = ("ipc", "codec", "model", "size", "out_size", "seed", "max_per_class", "workers", "strict")
 
 
 @documented("select")
@@ -24,8 +24,8 @@ def select(method: str, data: str, *, out: str | Path, features: str = "codec", 
     ``herding`` (coresets on codec latents or teacher features), ``decode`` (prototypes decoded, no diffusion) or
     ``noise-init`` (pure noise, no prototypes: Table 4 "w/o PT").
 
-    ``settings``: ``ipc``, ``codec``, ``model``, ``size``, ``out_size``, ``seed``, ``max_per_class``, ``workers``
-    (``config``, a YAML file, for decode / noise-init only).
+    ``settings``: ``ipc``, ``codec``, ``model``, ``size``, ``out_size``, ``seed``, ``max_per_class``, ``workers``,
+    ``strict`` (``config``, a YAML file, for decode / noise-init only).
 
     Example::
 

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from d4m.api.run import Run, as_path
-from d4m.checks import whole
+from d4m.checks import at_most, whole
 from d4m.errors import ConfigError
 from d4m.settings import documented
 
@@ -47,7 +47,7 @@ def command_line(command: str, options: dict) -> str:
 def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | Path | None = None,
             recipe: str = "paper", epochs: int | None = None, size: int | None = None, val: str | None = None,
             topk: int = 0, label_format: str = "fp16", name: str | None = None, out: str | Path | None = None,
-            device: str = "auto", workers: int = 0, allow_incomplete: bool = False) -> dict:
+            device: str = "auto", workers: int = 0, allow_incomplete: bool = False, strict: bool = False) -> dict:
     """Store the teacher's soft labels for every epoch of the replayable augmentation stream (``d4m relabel``).
 
     Returns the label set's metadata (``path``, ``epochs_stored``, ``bytes``, ``bytes_per_image_epoch``, ...).
@@ -57,20 +57,27 @@ def relabel(run: str | Path | Run | None = None, *, teacher: str, images: str | 
         labels = d4m.relabel("runs/c10-ipc10", teacher="cifar-resnet20:weights/resnet20.th", epochs=300, topk=10)
         labels["path"], labels["bytes"]
     """
-    from d4m.evaluate.run import label_set_name, open_images
+    from d4m.data.datasets import first_readable_size
+    from d4m.evaluate.run import check_label_store, label_set_name, open_images
     from d4m.evaluate.val import default_image_size
     from d4m.labels import LabelStore, StreamImages, relabel as store_labels
     from d4m.models import load_teacher
     from d4m.parallel import resolve_device, topology
     from d4m.train import load_recipe
+    from d4m.train.bounds import image_size, images_in_memory
 
     images_dir, labels_root, _, log = _where(run, images, out, allow_incomplete)
     rec = load_recipe(recipe, epochs)
-    data = open_images(images_dir)
+    data = open_images(images_dir, strict)
+    images_in_memory(f"--run/--images {images_dir}", len(data), first_readable_size(data))
+    given = size
+    size = default_image_size(val, size, strict) if (val or size) else None
     model = load_teacher(teacher, classes=data.classes, data="the distilled images")
-    size = default_image_size(val, size) if (val or size) else model.input_size
+    size = size or model.input_size
+    image_size("--size" if given else f"--size (from {f'--val {val}' if val else 'the teacher'})", size)
     fmt = "topk" if topk else label_format
     store = LabelStore(labels_root / (name or label_set_name(model.arch, rec, fmt, topk)))
+    check_label_store(store, data, model, rec.epochs, fmt, topk)
     meta = store_labels(StreamImages(data, rec.stream(len(data), size)), model, store, rec.epochs, fmt, topk,
                         resolve_device(device), workers, log,
                         extra_meta={"images": str(images_dir), "recipe": rec.name}, topo=topology(device))
@@ -84,7 +91,7 @@ def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str,
              val_limit: int | None = None, micro_batch: int = 0, eval_every: int = 0,
              out: str | Path | None = None, device: str = "auto", workers: int = 0, card: bool = False,
              train_data: str | None = None, full_data_acc: float | str | None = None, command: str | None = None,
-             allow_incomplete: bool = False, batch_size: int | None = None) -> dict:
+             allow_incomplete: bool = False, batch_size: int | None = None, strict: bool = False) -> dict:
     """Train ``seeds`` students on the distilled images with the teacher's labels; test on real data (``d4m evaluate``).
 
     Returns the summary (``last_epoch_top1`` mean/std over seeds, the headline; ``best_epoch_top1`` beside it;
@@ -123,12 +130,12 @@ def evaluate_run(run: str | Path | Run | None = None, *, teacher: str, val: str,
             "student": student, "recipe": recipe, "epochs": epochs, "seeds": seeds, "labels": labels,
             "label_format": label_format, "topk": topk, "size": size, "val_limit": val_limit,
             "micro_batch": micro_batch, "eval_every": eval_every, "out": out, "device": device, "workers": workers,
-            "card": card, "train_data": train_data, "full_data_acc": full_data_acc})
+            "card": card, "train_data": train_data, "full_data_acc": full_data_acc, "strict": strict})
     job = EvalJob(images=images_dir, val=val, teacher=teacher, student=student, recipe=load_recipe(recipe, epochs),
                   eval_root=eval_root, labels_root=labels_root, seeds=seeds, labels=labels,
                   label_format=label_format, topk=topk, size=size, device=resolve_device(device), workers=workers,
                   physical_batch=micro_batch, eval_every=eval_every, val_limit=val_limit, log_path=log,
-                  command=command, topo=topology(device))
+                  command=command, topo=topology(device), strict=strict)
     if val_limit is not None and val_limit < 1:
         raise ConfigError(f"--val-limit {val_limit}: must be >= 1")
     if card:
@@ -149,7 +156,8 @@ def _card(job, run: Path | None, train_data: str | None, full_data_acc: float | 
     soft = run_evaluation(job)
     base, ipc, out_size = baseline_plan(job, train_data)
     if not (base / "manifest.jsonl").is_file():  # the random real subset: a method's run, made once per key
-        select_run(DistillConfig(data=train_data, ipc=ipc, out_size=out_size, seed=0, out=str(base)), "random")
+        select_run(DistillConfig(data=train_data, ipc=ipc, out_size=out_size, seed=0, out=str(base),
+                                 strict=job.strict), "random")
     random = baseline_summary(job, base)
     hard = run_evaluation(hard_job(job))
     return write_card(job, train_data, soft, random, hard, full, base)
@@ -160,7 +168,7 @@ def train_teacher(data: str, out: str | Path, *, arch: str = "convnet-w128", epo
                   lr: float | None = None, optimizer: str = "auto", weight_decay: float | None = None,
                   warmup: float | None = None, label_smoothing: float = 0.1, size: int | None = None,
                   limit: int | None = None, val: str | None = None, holdout: float = 0.1, seed: int = 0,
-                  device: str = "auto", workers: int = 0, allow_weak: bool = False) -> dict:
+                  device: str = "auto", workers: int = 0, allow_weak: bool = False, strict: bool = False) -> dict:
     """Train a classifier on real data with hard labels; save a safetensors checkpoint (``d4m teacher train``).
 
     Defaults (``d4m.train.teacher_recipe``): SGD (lr 0.05; 0.01 for ``convnet-w128``; weight decay 5e-4) for
@@ -171,7 +179,9 @@ def train_teacher(data: str, out: str | Path, *, arch: str = "convnet-w128", epo
 
     Every epoch prints and records training loss, training and val top-1 in percent. A teacher at chance level
     (val top-1 below 1.5 x chance, or one class taking most of its predictions) raises ``d4m.errors.WeakTeacher``
-    and is not written, unless ``allow_weak``.
+    and is not written, unless ``allow_weak``. A class folder without images is skipped with a warning, or
+    (``strict``) refused. Epochs, batch size, image size and the model are bounded before anything is allocated
+    (``d4m.train.bounds``).
 
     Returns the record (``arch``, ``classes``, ``image_size``, ``val_top1`` %, ``train_top1`` %, ``val``,
     ``weak``, ``recipe``, ``history``: one dict per epoch), also kept in the checkpoint's metadata. Load the
@@ -184,20 +194,24 @@ def train_teacher(data: str, out: str | Path, *, arch: str = "convnet-w128", epo
     """
     from d4m.evaluate.val import default_image_size
     from d4m.parallel import resolve_device
+    from d4m.train.bounds import image_size
+    from d4m.train.recipe import MAX_EPOCHS
     from d4m.train.teacher import train_teacher as train
     from d4m.train.teacher_recipe import teacher_recipe
 
-    whole("--epochs", epochs, 1)
+    at_most("--epochs", epochs, MAX_EPOCHS)
     recipe = teacher_recipe(arch, epochs, optimizer, lr, weight_decay, warmup, label_smoothing)
-    size = default_image_size(data, size)
+    given = size
+    size = default_image_size(data, size, strict)
+    image_size("--size" if given else f"--size (from --data {data})", size)
     out = Path(out).expanduser()
     return train(data, arch, out, size, recipe, batch_size, resolve_device(device), workers, limit, seed,
-                 out.parent / "log.jsonl", val, holdout, allow_weak)
+                 out.parent / "log.jsonl", val, holdout, allow_weak, strict)
 
 
 @documented("teacher eval")
 def eval_teacher(teacher: str, val: str, *, limit: int | None = None, size: int | None = None, batch_size: int = 256,
-                 device: str = "auto", workers: int = 0, log: str | Path | None = None) -> dict:
+                 device: str = "auto", workers: int = 0, log: str | Path | None = None, strict: bool = False) -> dict:
     """Top-1 of a teacher on a real validation set, its classes matched to the data's (``d4m teacher eval``).
 
     Returns ``{"top1": %, "images": n, "size": px}``.
@@ -210,14 +224,17 @@ def eval_teacher(teacher: str, val: str, *, limit: int | None = None, size: int 
     from d4m.models import class_columns, load_teacher
     from d4m.parallel import resolve_device
     from d4m.runio import StageTimer
+    from d4m.train.bounds import MAX_BATCH, image_size
 
     dev = resolve_device(device)
     whole("--limit", limit, 1, optional=True)
-    whole("--batch-size", batch_size, 1)
+    at_most("--batch-size", batch_size, MAX_BATCH)
     whole("--workers", workers, 0)
+    if size is not None:
+        image_size("--size", size)
     model = load_teacher(teacher).to(dev)
     size = size or (default_image_size(val) if not val.startswith("folder:") else model.input_size)
-    data = ValSet(val, size, limit=limit, workers=workers)
+    data = ValSet(val, size, limit=limit, workers=workers, strict=strict)
     model.columns = class_columns(model.classes, data.classes, f"--teacher {teacher}", data="the val set")
     with StageTimer(Path(log) if log else None, "teacher-eval", unit="images") as timer:
         top1 = data.top1(model, dev, batch_size)

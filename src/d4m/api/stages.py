@@ -220,7 +220,7 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
         outputs = tuple(p for p in outputs if p not in (rd.path / "candidates", rd.journal))
     dataset, stale = None, []
     if stage in ("prototypes", "distill"):
-        dataset = open_dataset(cfg.data, "train")  # lists the files; no image is read yet
+        dataset = open_dataset(cfg.data, "train", strict=cfg.strict)  # lists the files; no image is read yet
         per_class = class_indices(dataset, cfg)  # fail on short classes before anything is loaded or written
         stale = changed_sources(rd, dataset, per_class) if rd.path.is_dir() else []
         if stale and not force:  # finished classes are reused only when made from the images listed now

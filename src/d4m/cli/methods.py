@@ -14,7 +14,7 @@ def cmd_select(args) -> int:
     run = api.select(args.method, args.data, out=args.out, features=args.features, teacher=args.teacher,
                      config=args.config, device=args.device, force=args.force, ipc=args.ipc, codec=args.codec,
                      model=args.model, size=args.size, out_size=args.out_size, seed=args.seed,
-                     max_per_class=args.max_per_class, workers=args.workers)
+                     max_per_class=args.max_per_class, workers=args.workers, strict=args.strict)
     if args.method not in ("decode", "noise-init"):
         print(f"{args.method}: images in {run.images}")
     return 0

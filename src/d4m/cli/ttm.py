@@ -25,7 +25,7 @@ def cmd_relabel(args) -> int:
     meta = api.relabel(args.run, images=args.images, teacher=args.teacher, recipe=args.recipe, epochs=args.epochs,
                        size=args.size, val=args.val, topk=args.topk, label_format=args.label_format, name=args.name,
                        out=args.out, device=args.device, workers=args.workers,
-                       allow_incomplete=args.allow_incomplete)
+                       allow_incomplete=args.allow_incomplete, strict=args.strict)
     print(f"labels: {meta['path']} ({meta['epochs_stored']} epochs, {meta['bytes']} bytes, "
           f"{meta['bytes_per_image_epoch']} bytes per image-epoch)")
     return 0
@@ -40,7 +40,8 @@ def cmd_evaluate(args) -> int:
         epochs=args.epochs, seeds=args.seeds, labels=args.labels, label_format=args.label_format, topk=args.topk,
         size=args.size, val_limit=args.val_limit, micro_batch=args.micro_batch, eval_every=args.eval_every,
         out=args.out, device=args.device, workers=args.workers, card=args.card, train_data=args.train_data,
-        full_data_acc=args.full_data_acc, command=_command(args), allow_incomplete=args.allow_incomplete)
+        full_data_acc=args.full_data_acc, command=_command(args), allow_incomplete=args.allow_incomplete,
+        strict=args.strict)
     if args.card:
         print(card_markdown(result, short=True))
         print(f"card: {result['path']}")
@@ -55,7 +56,8 @@ def cmd_teacher_train(args) -> int:
                              lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
                              warmup=args.warmup, label_smoothing=args.label_smoothing, size=args.size,
                              limit=args.limit, val=args.val, holdout=args.holdout, seed=args.seed,
-                             device=args.device, workers=args.workers, allow_weak=args.allow_weak)
+                             device=args.device, workers=args.workers, allow_weak=args.allow_weak,
+                             strict=args.strict)
     brief = {k: v for k, v in info.items() if k != "history"}
     print(f"teacher: {Path(args.out).expanduser()} {json.dumps(brief)}")
     return 0
@@ -63,7 +65,7 @@ def cmd_teacher_train(args) -> int:
 
 def cmd_teacher_eval(args) -> int:
     r = api.eval_teacher(args.teacher, args.val, limit=args.limit, size=args.size, batch_size=args.batch_size,
-                         device=args.device, workers=args.workers, log=args.log)
+                         device=args.device, workers=args.workers, log=args.log, strict=args.strict)
     print(f"{args.teacher}: top-1 {r['top1']:.2f}% on {r['images']} images of {args.val} at {r['size']}px")
     return 0
 

@@ -110,24 +110,27 @@ class ItemNames:
         return f"{self.prefix}[{i}]"
 
 
-def open_dataset(spec: str | DataSpec, split: str = "train", transform=None, download: bool = True) -> LabeledImages:
-    """Open the ``split`` ('train' or 'val') of the dataset named by ``spec``."""
+def open_dataset(spec: str | DataSpec, split: str = "train", transform=None, download: bool = True,
+                 strict: bool = False) -> LabeledImages:
+    """Open the ``split`` ('train' or 'val') of the dataset named by ``spec``.
+
+    A class folder holding no image is not a class: named in a warning, or (``strict``) refused in one line."""
     spec = spec if isinstance(spec, DataSpec) else DataSpec.parse(spec)
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', not {split!r}")
     if spec.kind in ("cifar10", "cifar100"):
         ds = _cifar(spec, split, download)
     elif spec.kind == "tiny-imagenet":
-        ds = _tiny_imagenet(spec.root, split)
+        ds = _tiny_imagenet(spec.root, split, strict)
     elif spec.kind == "imagenet":
         sub = spec.root / ("train" if split == "train" else "val")
-        ds = _folder(sub, f"imagenet:{sub}", texts=imagenet_label_texts)
+        ds = _folder(sub, f"imagenet:{sub}", texts=imagenet_label_texts, strict=strict)
     elif spec.kind == "hf":
         from d4m.data.hf import open_hf
 
         ds = open_hf(str(spec.root), split)
     else:
-        ds = _folder(spec.root, f"folder:{spec.root}")
+        ds = _folder(spec.root, f"folder:{spec.root}", strict=strict)
     ds.transform = transform
     return ds
 
@@ -146,7 +149,19 @@ def _files_of(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
 
 
-def _folder(root: Path, name: str, texts: Callable[[list[str]], list[str]] | None = None) -> LabeledImages:
+def _named(empty: list[str]) -> str:
+    """The first five names of a list, and how many more."""
+    return ", ".join(repr(e) for e in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+
+
+def _empty_folders(root: Path, empty: list[str]) -> DataError:
+    """The one line refusing image-less class folders (--strict), naming them."""
+    return DataError(f"{root}: {len(empty)} class folder(s) hold no image: {_named(empty)} (--strict refuses "
+                     "them; remove the folders, or leave out --strict to skip them)")
+
+
+def _folder(root: Path, name: str, texts: Callable[[list[str]], list[str]] | None = None,
+            strict: bool = False) -> LabeledImages:
     if not root.exists():
         raise DataError(f"{root}: data path does not exist")
     if not root.is_dir():
@@ -165,9 +180,11 @@ def _folder(root: Path, name: str, texts: Callable[[list[str]], list[str]] | Non
         targets += [len(classes) - 1] * len(files)
     if not paths:
         raise DataError(f"{root}: no image files in its class folders{_layout_hint(root, class_dirs)}")
+    if empty and strict:
+        raise _empty_folders(root, empty)
     if empty:  # never silent: a class folder without images is not a class (its index is not taken)
-        logging.getLogger(__name__).warning("%s: %d class folder(s) hold no image and are not classes (first: %r)",
-                                            root, len(empty), empty[0])
+        logging.getLogger(__name__).warning("%s: %d class folder(s) hold no image and are not classes: %s "
+                                            "(--strict refuses them)", root, len(empty), _named(empty))
     label_texts = texts(classes) if texts else [label_text(c) for c in classes]
     return LabeledImages(name, classes, label_texts, targets, FileImages(paths), FilePaths(paths))
 
@@ -211,7 +228,7 @@ def _cifar(spec: DataSpec, split: str, download: bool) -> LabeledImages:
                          ArrayImages(data), ItemNames(f"{spec}[{split}]"))
 
 
-def _tiny_imagenet(root: Path, split: str) -> LabeledImages:
+def _tiny_imagenet(root: Path, split: str, strict: bool = False) -> LabeledImages:
     wnids_file = root / "wnids.txt"
     if not wnids_file.is_file():
         raise DataError(f"{wnids_file}: missing (not a tiny-imagenet-200 folder?)")
@@ -221,13 +238,20 @@ def _tiny_imagenet(root: Path, split: str) -> LabeledImages:
     paths: list[Path] = []
     targets: list[int] = []
     if split == "train":
+        empty = []
         for w in wnids:
             d = root / "train" / w / "images"
             if not d.is_dir():
                 raise DataError(f"{d}: missing class folder for wnid {w}")
             files = _files_of(d)
+            empty += [] if files else [f"{w}/images"]
             paths += files
             targets += [index[w]] * len(files)
+        if empty and strict:
+            raise _empty_folders(root / "train", empty)
+        if empty and paths:  # wnids.txt fixes the classes: an empty one keeps its index, and is named
+            logging.getLogger(__name__).warning("%s: %d class folder(s) hold no image: %s (--strict refuses them)",
+                                                root / "train", len(empty), _named(empty))
     else:
         ann = root / "val" / "val_annotations.txt"
         if not ann.is_file():

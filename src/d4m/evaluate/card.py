@@ -81,8 +81,8 @@ def measured_teacher_accuracy(job: EvalJob) -> tuple[float, str]:
     from d4m.evaluate.val import ValSet, default_image_size
     from d4m.models import load_teacher
 
-    size = default_image_size(job.val, job.size)
-    val = ValSet(job.val, size, limit=job.val_limit, workers=job.workers)
+    size = default_image_size(job.val, job.size, job.strict)
+    val = ValSet(job.val, size, limit=job.val_limit, workers=job.workers, strict=job.strict)
     teacher = load_teacher(job.teacher, classes=val.classes).to(job.device)
     acc = val.top1(teacher, job.device)
     subset = f", a seeded subset of {len(val)}" if job.val_limit else f", {len(val)} images"
@@ -95,7 +95,7 @@ def baseline_plan(job: EvalJob, train_data: str) -> tuple[Path, int, int]:
 
     Making that subset is a method's business (``d4m select --method random``); ``d4m.api`` composes the two.
     """
-    images = open_images(job.images)
+    images = open_images(job.images, job.strict)
     ipc = max(Counter(images.targets).values())
     out_size = first_readable_size(images)
     return baseline_dir(job, train_data, ipc, out_size, subset_seed=0), ipc, out_size

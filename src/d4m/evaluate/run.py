@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from d4m.checks import whole
+from d4m.checks import at_most, whole
 from d4m.data import open_dataset
 from d4m.errors import ConfigError
 from d4m.evaluate.val import ValSet, default_image_size
@@ -26,6 +26,8 @@ from d4m.parallel import Topology
 from d4m.runio import atomic_write_text
 from d4m.seeding import derive_seed
 from d4m.train import Recipe, train_student
+from d4m.train.bounds import (MAX_BATCH, MAX_SEEDS, image_size, images_in_memory, label_store, model_fits,
+                              training_batch, val_batch)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class EvalJob:
     physical_batch: int = 0
     eval_every: int = 0  # val top-1 every N epochs and after the last (0: after the last only)
     val_limit: int | None = None  # a seeded subset of this many val images (None: all)
+    strict: bool = False  # a class folder without images (distilled or real) is an error, not a warning
     log_path: Path | None = None
     command: str = ""
     extra: dict = field(default_factory=dict)
@@ -60,6 +63,11 @@ class EvalJob:
         whole("--eval-every", self.eval_every, 0)
         whole("--val-limit", self.val_limit, 1, optional=True)
         whole("--size", self.size, 8, optional=True)
+        at_most("--seeds", self.seeds, MAX_SEEDS)
+        if self.physical_batch:
+            at_most("--micro-batch", self.physical_batch, MAX_BATCH)
+        if self.size is not None:
+            image_size("--size", self.size)
 
 
 def label_set_name(teacher_arch: str, recipe: Recipe, fmt: str, k: int) -> str:
@@ -67,10 +75,31 @@ def label_set_name(teacher_arch: str, recipe: Recipe, fmt: str, k: int) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{teacher_arch}-{recipe.name}-{tag}")
 
 
-def open_images(path: Path):
+def open_images(path: Path, strict: bool = False):
     if not Path(path).is_dir():
         raise ConfigError(f"--images {path}: not a directory of class folders")
-    return open_dataset(f"folder:{path}", "train")
+    return open_dataset(f"folder:{path}", "train", strict=strict)
+
+
+def check_sizes(job: "EvalJob", images, size: int) -> None:
+    """The image size, the student, a training batch and the decoded images, bounded before anything is built."""
+    from d4m.data.datasets import first_readable_size
+
+    images_in_memory(f"--run/--images {job.images}", len(images), first_readable_size(images))
+    image_size("--size" if job.size else f"--size (from --val {job.val})", size)
+    model_fits(f"--student {job.student}", job.student, len(images.classes), size, "the student", job.device)
+    stream = min(job.recipe.batch_size, len(images))
+    flag = (f"--micro-batch {job.physical_batch}" if job.physical_batch else
+            f"--micro-batch 0 (the recipe's batch of {stream})")
+    training_batch(flag, stream, job.physical_batch or stream, size, job.device)
+    val_batch(f"--size {size}", size, job.device)
+
+
+def check_label_store(store: LabelStore, images, teacher, epochs: int, fmt: str, k: int) -> None:
+    """The epochs of soft labels still to store: one in memory, all on disk."""
+    todo = sum(1 for e in range(epochs) if not store.has_epoch(e))
+    if todo:
+        label_store(store.root, len(images), todo, teacher.num_outputs, fmt, k)
 
 
 def prepare_labels(job: EvalJob, images, teacher, data: StreamImages):
@@ -79,6 +108,7 @@ def prepare_labels(job: EvalJob, images, teacher, data: StreamImages):
         return OnlineLabels(teacher, job.device), None
     fmt = "topk" if job.topk else job.label_format
     store = LabelStore(job.labels_root / label_set_name(teacher.arch, job.recipe, fmt, job.topk))
+    check_label_store(store, images, teacher, job.recipe.epochs, fmt, job.topk)
     meta = relabel(data, teacher, store, job.recipe.epochs, fmt, job.topk, job.device, job.workers, job.log_path,
                    extra_meta={"images": str(job.images), "recipe": job.recipe.name}, topo=job.topo)
     return StoredLabels(store, teacher.num_outputs, num_batches(len(images), data.spec)), meta
@@ -95,10 +125,11 @@ def run_evaluation(job: EvalJob) -> dict:
         raise ConfigError(f"--labels {job.labels!r}: expected stored, online or hard")
     if job.labels == "hard" and not job.recipe.name.endswith("-hard"):
         job = hard_job(job)
-    images = open_images(job.images)
-    size = default_image_size(job.val, job.size)
+    images = open_images(job.images, job.strict)
+    size = default_image_size(job.val, job.size, job.strict)
+    check_sizes(job, images, size)
     teacher = load_teacher(job.teacher, classes=images.classes, data="the distilled images")
-    val = ValSet(job.val, size, limit=job.val_limit, workers=job.workers)
+    val = ValSet(job.val, size, limit=job.val_limit, workers=job.workers, strict=job.strict)
     val_columns = class_columns(images.classes, val.classes, f"--val {job.val}", data="the val set",
                                 model="the distilled images")
     if val_columns is not None:

@@ -15,7 +15,7 @@ DEFAULT_SIZE = {"cifar10": 32, "cifar100": 32, "tiny-imagenet": 64, "imagenet": 
 CACHE_LIMIT_BYTES = 2 << 30
 
 
-def default_image_size(val_spec: str, size: int | None = None) -> int:
+def default_image_size(val_spec: str, size: int | None = None, strict: bool = False) -> int:
     """--size, else the dataset's resolution (cifar 32, tiny 64, imagenet 224, folder: its first image)."""
     if size:
         if size < 8:
@@ -26,7 +26,7 @@ def default_image_size(val_spec: str, size: int | None = None) -> int:
         return DEFAULT_SIZE[spec.kind]
     from d4m.data.datasets import first_readable_size
 
-    return int(first_readable_size(open_dataset(spec, "train")))  # a folder spec has no split: all is val
+    return int(first_readable_size(open_dataset(spec, "train", strict=strict)))  # a folder has no split: all is val
 
 
 def val_transform(kind: str, size: int):
@@ -39,14 +39,15 @@ class ValSet:
     """Validation images (uint8, cached in memory when small) with targets; ``limit`` picks a seeded subset."""
 
     def __init__(self, val_spec: str, size: int, limit: int | None = None, workers: int = 0, seed: int = 0,
-                 indices: list[int] | None = None, split: str | None = None):
+                 indices: list[int] | None = None, split: str | None = None, strict: bool = False):
         """``indices`` (of the split, before ``limit``) restricts the set, e.g. to a held-out part of a folder;
-        ``split`` overrides the split (default: 'val', or the whole folder for ``folder:``)."""
+        ``split`` overrides the split (default: 'val', or the whole folder for ``folder:``); ``strict``: a class
+        folder without images is an error."""
         whole("--limit", limit, 1, optional=True)
         whole("--workers", workers, 0)
         spec = DataSpec.parse(val_spec)
         split = split or ("train" if spec.kind == "folder" else "val")
-        self.dataset = open_dataset(spec, split, transform=val_transform(spec.kind, size))
+        self.dataset = open_dataset(spec, split, transform=val_transform(spec.kind, size), strict=strict)
         self.classes, self.size, self.workers = self.dataset.classes, size, workers
         pool = list(range(len(self.dataset))) if indices is None else sorted(indices)
         n = len(pool)

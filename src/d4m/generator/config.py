@@ -10,7 +10,7 @@ from d4m.errors import ConfigError
 from d4m.generator.unet_presets import PREDICTIONS, PRESETS, SCHEDULES
 
 RESUME_FREE = ("epochs", "max_steps", "max_minutes", "checkpoint_every", "workers", "device", "mixed_precision",
-               "encode_batch_size", "latent_cache", "compile")
+               "encode_batch_size", "latent_cache", "compile", "strict")
 LEGACY = {"latent_norm": "global", "prediction": "epsilon", "snr_gamma": None, "schedule": "sd"}  # before these options
 LATENT_NORMS = ("channel", "global")
 # memory estimates, before anything is allocated: a latent of an image of s x s px is at most 32 channels at s / 8
@@ -50,6 +50,7 @@ class TrainConfig:
     schedule: str | None = None  # sd | sd-zero-snr (needs v_prediction) | cosine; None: zero-SNR for v, sd for epsilon
     latent_cache: str | None = None  # folder of the encoded latents, shareable between runs (default: OUT.work/)
     compile: str = "no"  # torch.compile the UNet in place (one of COMPILE_MODES): the same model, fewer launches
+    strict: bool = False  # a class folder of --data without images is an error, not a warning
 
     def __post_init__(self) -> None:
         if self.schedule is None:  # the screens (RESULTS.md 2.1): zero terminal SNR pays with v-prediction

@@ -40,9 +40,9 @@ def _paths(out: Path) -> dict:
             "log": work / "log.jsonl", "work": work}
 
 
-def claim_generator(out: Path) -> None:
+def claim_generator(out: Path, write: bool = True) -> None:
     """``out`` is new, empty or a generator folder d4m made (never a run, an export, samples or a foreign folder);
-    a finished model without a checkpoint to continue from is not trained over."""
+    a finished model without a checkpoint to continue from is not trained over. ``write=False``: check only."""
     from d4m.runio.rundir import RunDir
 
     folder = RunDir(out, "generator")
@@ -50,7 +50,8 @@ def claim_generator(out: Path) -> None:
     if (out / "d4m.json").is_file() and not _paths(out)["ckpt"].is_file():
         raise ConfigError(f"--out {out} holds a trained generator without a checkpoint to resume from; "
                           "use a new --out")
-    folder.claim("--out")
+    if write:
+        folder.claim("--out")
 
 
 def check_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
@@ -109,18 +110,19 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     cfg.validate()
     out = Path(cfg.out).expanduser()
     p = _paths(out)
-    claim_generator(out)
+    claim_generator(out, write=False)
     state = check_resume(cfg, out, resume)
+    dataset = open_dataset(cfg.data, "train", strict=cfg.strict)  # listed and bounded before anything is written
+    n_images = min(len(dataset), cfg.max_per_class * len(dataset.classes)) if cfg.max_per_class else len(dataset)
+    fits(f"--size {cfg.size}", n_images * 2 * LATENT_BYTES * cfg.size ** 2,
+         f"the latents of {n_images:,} images (and their flips) at {cfg.size} px")
+    claim_generator(out)
     device = resolve_device(cfg.device)
     acc = Accelerator(mixed_precision=_mixed_precision(cfg, device), cpu=not device.startswith("cuda"))
     dev = acc.device
     if acc.is_main_process:
         p["work"].mkdir(parents=True, exist_ok=True)
         atomic_write_text(p["config"], json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
-    dataset = open_dataset(cfg.data, "train")
-    n_images = min(len(dataset), cfg.max_per_class * len(dataset.classes)) if cfg.max_per_class else len(dataset)
-    fits(f"--size {cfg.size}", n_images * 2 * LATENT_BYTES * cfg.size ** 2,
-         f"the latents of {n_images:,} images (and their flips) at {cfg.size} px")
     with acc.main_process_first():  # the main process encodes; the others read its cache
         codec = build_codec(cfg.codec, device=dev)
         cache = Path(cfg.latent_cache).expanduser() if cfg.latent_cache else p["work"]

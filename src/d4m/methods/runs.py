@@ -69,7 +69,7 @@ def select_run(cfg: DistillConfig, method: str, features: str = "codec", teacher
         raise ConfigError("--features teacher needs --teacher SPEC")
     from d4m.prototypes.stage import class_indices
 
-    dataset = open_dataset(cfg.data, "train")
+    dataset = open_dataset(cfg.data, "train", strict=cfg.strict)
     if cfg.out_size is None:
         kind = DataSpec.parse(cfg.data).kind
         cfg.out_size = DEFAULT_SIZE.get(kind) or first_readable_size(dataset)

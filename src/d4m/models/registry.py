@@ -12,6 +12,7 @@ from d4m.models.nets import ConvNet, CifarResNet, cifar_resnet18
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_IMAGE_SIZE = 4096  # pixels: the largest input side d4m builds a classifier for (more is a typo)
 
 
 def _torchvision(name: str) -> Callable[[int, int], nn.Module]:
@@ -40,6 +41,14 @@ def create_model(name: str, num_classes: int, image_size: int) -> nn.Module:
     if name == "vit_b_16" and image_size % 16:
         raise ConfigError(f"vit_b_16 needs an image size divisible by 16, not {image_size}")
     return MODELS[name](int(num_classes), int(image_size))
+
+
+def weight_count(name: str, num_classes: int, image_size: int) -> int:
+    """Numbers in the state dict of ``create_model(name, num_classes, image_size)``, counted on torch's meta device:
+    nothing is allocated, so sizes read from a file can be checked before the model is built."""
+    with torch.device("meta"):
+        net = create_model(name, num_classes, image_size)
+    return sum(t.numel() for t in net.state_dict().values())
 
 
 class Normalized(nn.Module):

@@ -17,7 +17,8 @@ from torch import nn
 
 from d4m.errors import D4MError, ModelError
 from d4m.models.classes import class_columns
-from d4m.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, Normalized, create_model
+from d4m.models.registry import (IMAGENET_MEAN, IMAGENET_STD, MAX_IMAGE_SIZE, MODELS, Normalized, create_model,
+                                 weight_count)
 from d4m.runio.tensors import load_tensors, save_tensors
 
 TEACHER_KINDS = ("torchvision", "cifar-resnet20", "cifar-resnet56", "checkpoint")
@@ -173,6 +174,17 @@ def _checkpoint_teacher(spec: str, path: Path) -> Teacher:
             raise ModelError(f"{path}: d4m metadata {key!r} must be 3 numbers")
     if meta["arch"] not in MODELS:
         raise ModelError(f"{path}: d4m metadata names an unknown architecture {meta['arch']!r:.60}")
+    if meta["image_size"] > MAX_IMAGE_SIZE:
+        raise ModelError(f"{path}: d4m metadata image_size {meta['image_size']} is more than d4m runs "
+                         f"({MAX_IMAGE_SIZE})")
+    try:  # the sizes in the metadata must describe the weights the file holds, checked before anything is built
+        need = weight_count(meta["arch"], len(meta["classes"]), meta["image_size"])
+    except (ValueError, D4MError) as exc:
+        raise ModelError(f"{path}: d4m metadata does not describe a {meta['arch']} ({str(exc)[:160]})") from None
+    have = sum(t.numel() for t in state.values())
+    if need != have:
+        raise ModelError(f"{path}: d4m metadata ({meta['arch']}, {len(meta['classes']):,} classes, "
+                         f"{meta['image_size']} px) describes {need:,} weights, the file holds {have:,}")
     net = create_model(meta["arch"], len(meta["classes"]), meta["image_size"])
     try:
         net.load_state_dict(state)

@@ -87,4 +87,24 @@ def export(run, to: str, out: str | Path, **options):
     """
     if to not in EXPORTERS:
         raise ConfigError(f"--to {to}: unknown format (one of {', '.join(EXPORTERS)})")
+    check_format(Path(out).expanduser(), to)
     return EXPORTERS[to](run, out, **options)
+
+
+# the files by which each format's export folder is known (an export folder holds one format, never a mixture)
+FORMAT_FILES = {"hf": ("state.json", "dataset_info.json"),
+                "ddranking": ("images.pt", "labels.pt", "lr.pt", "config.yaml", "images")}
+
+
+def check_format(out: Path, to: str) -> None:
+    """A d4m export folder is reused (with --force) only for the format it holds: an hf export is not a
+    DD-Ranking target, nor the other way round (their files would mix)."""
+    from d4m.runio.rundir import folder_kind
+
+    if not out.is_dir() or folder_kind(out) != "export":
+        return  # a new folder, or not an export: the exporter's claim_output decides
+    for fmt, names in FORMAT_FILES.items():
+        found = [n for n in names if fmt != to and (out / n).exists()]
+        if found:
+            raise ConfigError(f"--to {to} {out}: holds a {fmt} export ({found[0]}); d4m never mixes two export "
+                              "formats in one folder, so choose another")

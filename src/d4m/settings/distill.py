@@ -24,8 +24,8 @@ DISTILLATION = (
       type=int),
     S("--allow-short", "a class with fewer images than IPC reuses its prototypes (different seeds) instead of "
       "failing", _P, action="store_true", default=None),
-    S("--strict", "a corrupt image file is an error, not a skipped and counted file", _P, action="store_true",
-      default=None),
+    S("--strict", "a corrupt image file is an error, not a skipped and counted file; so is a class folder that "
+      "holds no image, not a warning", _P, action="store_true", default=None),
     S("--model", "diffusers text-to-image model: hub id or local directory, or a generator shipped with d4m by name "
       "(cifar10-taef2)", _D),
     S("--codec", "model (the model's own VAE) | vae:PATH (any AutoencoderKL) | taef2 (fetched by name into torch's "

@@ -47,6 +47,8 @@ GENERATOR = (
       "model, fewer kernel launches per step on a GPU", (GT,)),
     S("--threads", "CPU threads for torch (1 is often fastest on busy shared cores)", (GT, GS), "threads",
       unset="torch's", type=int),
+    S("--strict", "a class folder of --data that holds no image is an error, not a warning", (GT,),
+      action="store_true", default=None),
     S("--resume", "continue from the checkpoint in OUT.work/", (GT,), action="store_true"),
     # generator sample
     S("--model", "a folder written by `d4m generator train`, or a shipped one by name (cifar10-taef2)", (GS,),

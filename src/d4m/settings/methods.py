@@ -25,6 +25,8 @@ METHODS = (
     S("--device", "auto | cpu | cuda:0 ...", ("select", "stm", "report", "export", GS), default="auto"),
     S("--workers", "data-loader workers for encoding", ("select",), "processes", type=int),
     S("--force", "overwrite a run made with another configuration", ("select", "stm"), action="store_true"),
+    S("--strict", "a class folder of the data that holds no image is an error, not a warning", ("select",),
+      action="store_true", default=None),
     # stm
     S("--run", "source run (its images/ are the starting point)", ("stm",), required=True),
     S("--teacher", "teacher SPEC with BatchNorm layers (e.g. cifar-resnet20:FILE)", ("stm",), required=True),

@@ -20,6 +20,8 @@ TTM = (
     S("--device", "cpu, cuda, cuda:N or auto", _RE, default="auto"),
     S("--workers", "data-loading worker processes", _RE, "processes", type=int, default=0),
     S("--out", "output folder", _RE, unset="RUN/eval or DIR/../eval"),
+    S("--strict", "a class folder that holds no image (distilled or real data) is an error, not a warning", _RE,
+      action="store_true"),
     S("--val", "real data KIND:PATH, only to pick the default --size", ("relabel",)),
     S("--name", "label set name under labels/", ("relabel",), unset="TEACHER-RECIPE-FORMAT"),
     S("--student", "student architecture", ("evaluate",), default="convnet-w128"),
@@ -68,6 +70,7 @@ TTM = (
       "training top-1 judges)", (TT,), "fraction", type=float, default=0.1),
     S("--allow-weak", "save the teacher even when it is at chance level (val top-1 below 1.5 x chance, or one class "
       "taking most predictions); otherwise exit 2", (TT,), action="store_true"),
+    S("--strict", "a class folder that holds no image is an error, not a warning", (TT, TE), action="store_true"),
     S("--seed", "seed of the initial weights, the subset and the data order", (TT,), type=int, default=0),
     S("--device", "auto | cpu | cuda:0 ...", (TT, TE), default="auto"),
     S("--workers", "data-loader worker processes", (TT, TE), "processes", type=int, default=0),

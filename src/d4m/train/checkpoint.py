@@ -35,10 +35,23 @@ def load_training_state(path: Path, model, optimizer, info: dict) -> tuple[int, 
                          "delete it to start over") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ModelError(f"{path}: not a d4m training checkpoint; delete it to start over")
+    kinds = {"info": dict, "model": dict, "optimizer": dict, "next_epoch": int, "history": list}
+    wrong = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]
+    wrong += [] if wrong or all(isinstance(h, dict) for h in state["history"]) else ["history"]
+    if wrong:
+        raise ModelError(f"{path}: training checkpoint without a valid {wrong[0]!r}; delete it to start over")
     for key, value in info.items():
         if state["info"].get(key) != value:
             raise ModelError(f"{path}: made with a different {key} ({state['info'].get(key)!r} vs {value!r}); "
                              "delete it or choose another --out")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["next_epoch"]), list(state["history"])
+    epochs = (info.get("recipe") or {}).get("epochs")
+    if not 0 <= state["next_epoch"] <= (epochs if isinstance(epochs, int) else state["next_epoch"]):
+        raise ModelError(f"{path}: next epoch {state['next_epoch']} is outside the run's 0 to {epochs} epochs; "
+                         "delete it to start over")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ModelError(f"{path}: its weights do not fit the model ({str(exc).splitlines()[0][:160]}); "
+                         "delete it to start over") from None
+    return state["next_epoch"], list(state["history"])

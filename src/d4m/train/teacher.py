@@ -17,12 +17,13 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from d4m.checks import finite, whole
+from d4m.checks import at_most, finite, whole
 from d4m.data import DataSpec, open_dataset
 from d4m.errors import ConfigError, D4MError, WeakTeacher
 from d4m.models import Normalized, create_model, save_checkpoint
 from d4m.runio import StageTimer
 from d4m.seeding import derive_seed
+from d4m.train.bounds import MAX_BATCH, model_fits, training_batch, val_batch
 from d4m.train.checkpoint import load_training_state, save_training_state
 from d4m.train.teacher_recipe import (TeacherRecipe, lr_at_step, make_teacher_optimizer, prediction_stats,
                                       weak_reason)
@@ -73,7 +74,8 @@ def check_teacher_out(out: Path) -> None:
                               "new file")
 
 
-def open_val(data: str, val: str | None, holdout: float, size: int, train, seed: int, workers: int):
+def open_val(data: str, val: str | None, holdout: float, size: int, train, seed: int, workers: int,
+             strict: bool = False):
     """(ValSet or None, its description, training indices) for the run's validation."""
     from d4m.evaluate.val import ValSet
 
@@ -81,7 +83,7 @@ def open_val(data: str, val: str | None, holdout: float, size: int, train, seed:
     if val is None and DataSpec.parse(data).kind != "folder":
         val = data
     if val is not None:
-        valset = ValSet(val, size, workers=workers)
+        valset = ValSet(val, size, workers=workers, strict=strict)
         if valset.classes != train.classes:
             raise ConfigError(f"--val {val}: its classes {valset.classes[:3]}... differ from the training data's "
                               f"{train.classes[:3]}...")
@@ -96,22 +98,26 @@ def open_val(data: str, val: str | None, holdout: float, size: int, train, seed:
 def train_teacher(data: str, arch: str, out: Path, size: int, recipe: TeacherRecipe, batch_size: int = 128,
                   device: str = "cpu", workers: int = 0, limit: int | None = None, seed: int = 0,
                   log_path: Path | None = None, val: str | None = None, holdout: float = 0.1,
-                  allow_weak: bool = False) -> dict:
+                  allow_weak: bool = False, strict: bool = False) -> dict:
     """Train ``arch`` with hard labels under ``recipe``; save it at ``out``; return its record (percentages).
 
     Validation: ``val`` (a dataset spec), else the data's val split, else (``folder:``) a seeded ``holdout``
     fraction of each class. The training state is saved after every epoch next to ``out`` (``<out>.train.pt``); a
     rerun resumes from it, and because each epoch's shuffle and augmentation are seeded by (seed, epoch) the result
     is the same as an uninterrupted run. A weak (chance-level) result raises ``WeakTeacher`` and keeps only the
-    training state, unless ``allow_weak``.
+    training state, unless ``allow_weak``. ``strict``: a class folder without images is an error, not a warning.
     """
-    whole("--batch-size", batch_size, 1)
+    at_most("--batch-size", batch_size, MAX_BATCH)
     whole("--workers", workers, 0)
     whole("--limit", limit, 1, optional=True)
     finite("--holdout", holdout, 0.0, 0.5)
     check_teacher_out(Path(out))
-    train = open_dataset(data, "train", transform=train_transform(size))
-    valset, val_desc, indices = open_val(data, val, holdout, size, train, seed, workers)
+    train = open_dataset(data, "train", transform=train_transform(size), strict=strict)
+    model_fits(f"--arch {arch}", arch, len(train.classes), size, "the teacher", device)
+    batch = min(batch_size, len(train))
+    training_batch(f"--batch-size {batch_size}", batch, batch, size, device)
+    val_batch(f"--size {size}", size, device)
+    valset, val_desc, indices = open_val(data, val, holdout, size, train, seed, workers, strict)
     if limit and limit < len(indices):
         g = torch.Generator().manual_seed(derive_seed(seed, "teacher-subset"))
         indices = [indices[i] for i in torch.randperm(len(indices), generator=g)[:limit].tolist()]
