@@ -3,7 +3,7 @@
 
     python experiments/table4_converged.py --epochs E [--recipe locked] [--seeds 1] [--sets NAME ...] [--hard]
         [--generator cifar10-taef2] [--guidance 16] [--shared ../shared] [--out runs/table4c] [--jobs 2]
-        [--prepare] [--smoke]
+        [--random-from runs/converged] [--prepare] [--smoke]
 
 One set of D4M prototypes (online k-means on the TAEF2 latents of 1,000 seeded training images per class, IPC 10,
 as in the earlier tables) feeds every synthesis; every set is IPC 10 at 32 px:
@@ -50,6 +50,20 @@ def synthesis_args(name: str, teacher: str) -> list[str] | None:
     return table.get(name)
 
 
+def link_random(dst: Path, run: Path, cell: Path) -> None:
+    """``dst``: a read-only view of converged.py's random run (its files linked) with ``cell``'s students under
+    ``dst/eval``, so the random row is read like every other set (summaries, validation split, agreement)."""
+    for f in run.iterdir():
+        if f.name not in ("eval", "labels") and not (dst / f.name).exists():
+            dst.mkdir(parents=True, exist_ok=True)
+            (dst / f.name).symlink_to(f)
+    for recipe_dir in cell.glob("*/*"):
+        link = dst / "eval" / recipe_dir.parent.name / recipe_dir.name
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(recipe_dir)
+
+
 def summary(run: Path, recipe: str, labels: str) -> dict | None:
     path = run / "eval" / "convnet-w128" / (recipe + ("-hard" if labels == "hard" else "")) / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -67,6 +81,8 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     ap.add_argument("--hard", action="store_true", help="also hard-label students (HLR)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--random-from", help="a converged.py output: its random-ipc10 run and its students of this recipe "
+                                           "and schedule are the random row (the same command, so trained once)")
     ap.add_argument("--prepare", action="store_true", help="make the sets only (no students)")
     ap.add_argument("--smoke", action="store_true", help="2 images per class clustered from 20, 2 epochs, 5 steps")
     a = ap.parse_args()
@@ -82,7 +98,7 @@ def main() -> int:
     run("decode", ["distill", "--data", f"folder:{train}", "--codec", codec, "--generator", "none", "--size", "64",
                    "--ipc", ipc, "--kmeans", "online", "--max-per-class", pool, "--out", str(out / "decode"),
                    "--workers", "0"])
-    if "random" in a.sets:
+    if "random" in a.sets and not a.random_from:
         run("random", ["select", "--method", "random", "--data", f"folder:{train}", "--ipc", ipc, "--seed", "0",
                        "--out", str(out / "random")])
     generate = ["--generator", "model", "--model", a.generator, "--codec", codec, "--negative-prompt", "",
@@ -98,6 +114,15 @@ def main() -> int:
     labels = ("stored", "hard") if a.hard else ("stored",)
 
     def evaluate(name: str, lab: str) -> None:
+        if name == "random" and a.random_from:  # converged.py's own command for this cell, then links to it
+            src = Path(a.random_from).resolve()
+            cell = src / "eval" / f"{a.recipe}-{lab}-{a.epochs}"
+            run(f"random-eval-{lab}", ["evaluate", "--run", str(src / "random-ipc10"), "--teacher", teacher,
+                                       "--student", "convnet-w128", "--recipe", a.recipe, "--epochs", str(a.epochs),
+                                       "--labels", lab, "--seeds", str(a.seeds), "--eval-every", str(a.epochs),
+                                       "--out", str(cell), *val])
+            link_random(out / "random", src / "random-ipc10", cell)
+            return
         run(f"{name}-eval-{lab}", ["evaluate", "--run", str(out / name), "--teacher", teacher, "--student",
                                    "convnet-w128", "--recipe", a.recipe, "--epochs", str(a.epochs), "--labels", lab,
                                    "--seeds", str(a.seeds), "--eval-every", str(a.epochs), *val])
