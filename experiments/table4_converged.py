@@ -151,7 +151,8 @@ def measures(out: Path, a, teacher: str, train: Path) -> None:
     t = load_teacher(teacher)
     rows = {}
     for n in a.sets:
-        images, targets = load_run(out / n)
+        own = n == "random" and a.random_from  # d4m opens no run through links: read the linked run itself
+        images, targets = load_run(Path(a.random_from).resolve() / "random-ipc10" if own else out / n)
         whole, crops = agreement(t, images, targets, 4 if a.smoke else 20)
         rows[n] = {"whole": whole, "crops": crops, "diversity": diversity(t, images, targets)}
     (out / "agreement.json").write_text(json.dumps(rows, indent=1) + "\n")
