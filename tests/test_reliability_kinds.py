@@ -258,3 +258,22 @@ def test_several_image_columns_are_named(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert len(open_dataset(f"hf:{tmp_path / 'hf'}", "train")) == 2
     assert "several candidate columns" in caplog.text and "'image'" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["export", "export ddranking"])
+def test_rerunning_an_interrupted_export_repairs_it_and_a_finished_one_needs_force(made, tmp_path, command, capsys):
+    """Rule 2 for export: a kill leaves no done-mark (and, for DD-Ranking's tensors, no half-written file: each is
+    written under a temporary name); the same command then redoes the export without --force, byte for byte."""
+    clean, out = tmp_path / "clean", tmp_path / "exported"
+    assert main(COMMANDS[command][0](made, clean)) == 0
+    assert main(COMMANDS[command][0](made, out)) == 0
+    assert main(COMMANDS[command][0](made, out)) == 2  # finished: replaced only with --force
+    assert "--force" in one_error(capsys.readouterr().err)
+    (out / ".d4m-export-done").unlink()  # as a kill before the last write leaves it
+    victim = next(p for p in sorted(out.rglob("*")) if p.is_file() and not p.name.startswith("."))
+    victim.write_bytes(victim.read_bytes()[:10])  # a damaged file of the interrupted export
+    assert main(COMMANDS[command][0](made, out)) == 0
+    if command == "export ddranking":  # hf's arrow files carry a fingerprint of the write; DD-Ranking's are fixed
+        assert _snapshot(out) == _snapshot(clean)
+    else:
+        assert _snapshot(out).keys() == _snapshot(clean).keys()

@@ -32,6 +32,7 @@ from d4m.evaluate.run import open_images
 from d4m.runio.verify import read_run
 from d4m.models import IMAGENET_MEAN, IMAGENET_STD
 from d4m.runio import StageTimer, atomic_write_text
+from d4m.runio.atomic import atomic_torch_save
 from d4m.runio.rundir import RunDir
 
 # ddranking/utils/data.py get_dataset: the normalisation of each dataset it knows (CIFAR-100 uses CIFAR-10's values)
@@ -132,7 +133,8 @@ def export_ddranking(run_path, out: str | Path, teacher: str | None = None, devi
     name = ddranking_dataset(cfg, dataset)
     rec = load_recipe(recipe)
     out = Path(out).expanduser()
-    RunDir(out, "export").claim_output("--to ddranking", force)  # a folder d4m did not make is refused whatever the flags
+    target = RunDir(out, "export")
+    target.claim_output("--to ddranking", force)  # a folder d4m did not make is refused whatever the flags
     images = open_images(run.images)
     order, ipc = class_major(images.targets)
     net = load_teacher(teacher, classes=images.classes, data="the distilled images").to(device) if teacher else None
@@ -163,12 +165,13 @@ def export_ddranking(run_path, out: str | Path, teacher: str | None = None, devi
             tensors.append((x - mean) / std)
             timer.items += len(batch)
         stacked = torch.cat(tensors)
-        torch.save(stacked, out / "images.pt")
+        atomic_torch_save(out / "images.pt", stacked)
         if logits:
-            torch.save(torch.cat(logits), out / "labels.pt")
+            atomic_torch_save(out / "labels.pt", torch.cat(logits))
         elif (out / "labels.pt").exists():
             (out / "labels.pt").unlink()  # a stale file from an earlier --force export with another teacher
-        torch.save(torch.tensor(float(rec.lr)), out / "lr.pt")
+        atomic_torch_save(out / "lr.pt", torch.tensor(float(rec.lr)))
         conf = ddranking_config(name, ipc, tuple(stacked.shape[-2:]), rec, mode, min(rec.batch_size, len(order)))
         atomic_write_text(out / "config.yaml", _header(run.path, rec, teacher) + yaml.safe_dump(conf, sort_keys=False))
+    target.finish_output()
     return out, len(order)

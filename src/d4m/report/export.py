@@ -32,7 +32,8 @@ def export_hf(run_path, out: str | Path, teacher: str | None = None, device: str
         raise ConfigError("--to hf needs the 'datasets' package: pip install 'd4m[export]'") from None
     run, cfg, _ = read_run(run_path, allow_incomplete)
     out = Path(out).expanduser()
-    RunDir(out, "export").claim_output("--to hf", force)  # a folder d4m did not make is refused whatever the flags
+    target = RunDir(out, "export")
+    target.claim_output("--to hf", force)  # a folder d4m did not make is refused whatever the flags
     images = open_images(run.images)
     names = [normalise(c).replace(" ", "_") for c in images.classes]
     files = [Path(images.describe(i)) for i in range(len(images))]
@@ -51,6 +52,7 @@ def export_hf(run_path, out: str | Path, teacher: str | None = None, device: str
         ds = ds.cast_column("image", datasets.Image())
         ds.save_to_disk(str(out))
         timer.items = len(ds)
+    target.finish_output()
     return out, len(ds)
 
 

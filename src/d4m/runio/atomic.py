@@ -62,6 +62,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_torch_save(path: Path, obj) -> None:
+    """``torch.save(obj, path)``, atomically."""
+    import torch
+
+    _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
 def atomic_save_png(path: Path, image, **options) -> str:
     """Save a PIL image as PNG atomically (``options``: PIL's, e.g. ``pnginfo``); return the sha256 of the bytes."""
     buf = io.BytesIO()

@@ -17,6 +17,7 @@ from d4m.runio.atomic import atomic_write_text
 from d4m.runio.textfiles import read_json, read_jsonl, read_text  # noqa: F401 (re-exported)
 
 
+EXPORT_STARTED, EXPORT_DONE = ".d4m-export-started", ".d4m-export-done"  # an export's first and last writes
 MARKER = ".d4m-run"  # written into every folder d4m creates: --force only ever deletes inside these
 # what a marked folder is for: one kind is never reused as another (an export is not a run, a generator not samples)
 KINDS = ("run", "export", "generator", "samples")
@@ -171,13 +172,24 @@ class RunDir:
             atomic_write_text(self.marker, marker_text(self.kind))
 
     def claim_output(self, flag: str, force: bool) -> None:
-        """An output folder (an export): a foreign folder is refused whatever the flags; d4m's own non-empty one
-        only with ``force``."""
+        """An output folder (an export): a foreign folder is refused whatever the flags; d4m's own finished export
+        only with ``force``; d4m's own interrupted one (``EXPORT_STARTED`` without ``EXPORT_DONE``) is redone, as a
+        rerun repairs."""
         self.check_owner(flag)
-        if self.path.is_dir() and any(p.name != MARKER for p in self.path.iterdir()) and not force:
+        started, done = self.path / EXPORT_STARTED, self.path / EXPORT_DONE
+        interrupted = started.is_file() and not done.exists()
+        held = self.path.is_dir() and any(p.name != MARKER for p in self.path.iterdir())
+        if held and not interrupted and not force:
             raise ConfigError(f"{flag} {self.path}: holds an earlier export; choose a new folder or give --force "
                               "to replace it")
         self.claim(flag)
+        if done.is_file() or done.is_symlink():
+            done.unlink()  # from here until finish_output, a kill leaves the export marked as interrupted
+        atomic_write_text(started, "an export began here; without .d4m-export-done beside it, it did not finish\n")
+
+    def finish_output(self) -> None:
+        """Mark an export folder complete (its last write)."""
+        atomic_write_text(self.path / EXPORT_DONE, "complete\n")
 
     def check(self, cfg: DistillConfig, keys: tuple[str, ...], force: bool) -> list[str]:
         """The keys whose values differ from the folder's config.yaml; refuse a foreign folder, or a different
