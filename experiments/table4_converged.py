@@ -21,7 +21,7 @@ student is also scored on a validation split of held-out training images (``val_
 picked without the test set, and the teacher's agreement and a diversity measure are computed per set
 (``teacher_agreement.py``). IOR = soft - random soft; HLR = full - hard, with full the teacher record's top-1
 (DD-Ranking's definitions, as ``d4m evaluate --card``). Every step is a resumable d4m command. Writes
-``<out>/results.json`` and ``<out>/results.md``.
+``<out>/results.json``, ``<out>/results.md`` and ``<out>/grid.jpg`` (the sets side by side, in ``--sets`` order).
 """
 
 from __future__ import annotations
@@ -156,6 +156,27 @@ def measures(out: Path, a, teacher: str, train: Path) -> None:
         whole, crops = agreement(t, images, targets, 4 if a.smoke else 20)
         rows[n] = {"whole": whole, "crops": crops, "diversity": diversity(t, images, targets)}
     (out / "agreement.json").write_text(json.dumps(rows, indent=1) + "\n")
+    grid(out, a.sets, {n: (Path(a.random_from).resolve() / "random-ipc10" if n == "random" and a.random_from
+                           else out / n) for n in a.sets})
+
+
+def grid(out: Path, names: list[str], runs: dict[str, Path]) -> None:
+    """``<out>/grid.jpg``: one block per set, left to right in ``names`` order, each a row per class of its images
+    (the manifest's order), so every row of the table can be looked at side by side."""
+    import torch
+    from torchvision.utils import make_grid
+    from torchvision.transforms.functional import to_pil_image
+    from teacher_agreement import load_run
+
+    blocks = []
+    for n in names:
+        images, targets = load_run(runs[n])
+        order = sorted(range(len(targets)), key=lambda i: (int(targets[i]), i))
+        per_class = max(int((targets == c).sum()) for c in targets.unique())
+        blocks.append(make_grid(images[order], nrow=per_class, padding=1, pad_value=1.0))
+    height = max(b.shape[1] for b in blocks)
+    blocks = [torch.nn.functional.pad(b, (0, 6, 0, height - b.shape[1]), value=1.0) for b in blocks]
+    to_pil_image(torch.cat(blocks, dim=2)).save(out / "grid.jpg", quality=90)
 
 
 def write_results(out: Path, a, teacher: str) -> None:
