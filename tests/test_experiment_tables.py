@@ -85,3 +85,14 @@ def test_diversity_is_zero_for_repeated_images_and_grows_with_spread(experiments
     spread = torch.zeros(4, 3, 4, 4)
     spread[0, 0], spread[1, 1], spread[2, 0], spread[3, 2] = 1.0, 1.0, 1.0, 1.0  # orthogonal pairs: distance 1
     assert experiments.agreement.diversity(teacher, spread, targets) == pytest.approx(1.0)
+
+
+def test_the_converged_recipe_is_locked_at_the_picked_schedule():
+    from dataclasses import asdict
+
+    from d4m.train import load_recipe
+
+    locked, converged = asdict(load_recipe("locked")), asdict(load_recipe("converged"))
+    assert converged.pop("epochs") == 1000 and converged.pop("name") == "converged"
+    locked.pop("epochs"), locked.pop("name")
+    assert converged == locked  # only the length differs: the same stream, loss and optimiser

@@ -12,7 +12,7 @@ TTM = (
       "for inspection; without it such a run is refused", _RE + ("report", "export"), action="store_true"),
     S("--teacher", "torchvision:NAME | cifar-resnet20:FILE | cifar-resnet56:FILE | checkpoint:FILE", _RE,
       required=True),
-    S("--recipe", "paper, locked, ddranking or a YAML file", _RE, default="paper"),
+    S("--recipe", "paper, locked, converged (locked at 1,000 epochs), ddranking or a YAML file", _RE, default="paper"),
     S("--epochs", "override the recipe's epochs", _RE, "epochs", unset="the recipe's", type=int),
     S("--size", "image size", _RE, "pixels", unset="from --val: cifar 32, tiny 64, imagenet 224", type=int),
     S("--topk", "store only the top K logits (+ the mean of the rest); 0: all", _RE, "logits", type=int, default=0),

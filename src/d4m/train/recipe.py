@@ -14,7 +14,7 @@ from d4m.errors import ConfigError, D4MError
 from d4m.labels.stream import StreamSpec
 from d4m.runio.textfiles import read_text
 
-BUILTIN = ("paper", "locked", "ddranking")
+BUILTIN = ("paper", "locked", "converged", "ddranking")
 MAX_EPOCHS = 100_000  # the paper's recipe is 300; more is a typo (an epoch count in steps, an extra zero or three)
 
 
