@@ -79,6 +79,14 @@ def estimate_hours(p: dict, a) -> float:
     return work / a.jobs / 3600
 
 
+def assets(shared: Path) -> tuple[Path, Path, str, str]:
+    """(train folder, test folder, ResNet-20 teacher spec, TAEF2 codec spec) under ``shared``: the offline CIFAR-10
+    setting every experiment here uses."""
+    shared = Path(shared).resolve()
+    return (shared / "data/cifar10/train", shared / "data/cifar10/test",
+            f"cifar-resnet20:{shared / 'weights/cifar10-resnet/resnet20-12fca82f.th'}", f"taef2:{shared / 'weights/taef2'}")
+
+
 class Runner:
     """Runs d4m commands, ``jobs`` at a time, each with its own log file and 2/jobs threads."""
 

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10_offline import Runner, ms  # noqa: E402  (the same resumable command runner and table cell)
+from cifar10_offline import Runner, assets, ms  # noqa: E402  (the same resumable command runner and table cell)
 
 from d4m.generators import path as shipped  # noqa: E402
 
@@ -78,10 +78,7 @@ def main() -> int:
     ap.add_argument("--phase", choices=("base", "grid", "table", "all"), default="all")
     ap.add_argument("--smoke", action="store_true", help="tiny scale: 2 epochs, 20 images per class, 200 val images")
     a = ap.parse_args()
-    shared = Path(a.shared).resolve()
-    train, test = shared / "data/cifar10/train", shared / "data/cifar10/test"
-    codec = f"taef2:{shared / 'weights/taef2'}"
-    teacher = f"cifar-resnet20:{shared / 'weights/cifar10-resnet/resnet20-12fca82f.th'}"
+    train, test, teacher, codec = assets(a.shared)
     if a.smoke:
         a.epochs, a.per_class, a.seeds = 2, 20, min(a.seeds, 2)
     if a.phase != "base" and not a.generator:

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar10_offline import Runner  # noqa: E402  (the same resumable command runner)
+from cifar10_offline import Runner, assets  # noqa: E402  (the same resumable command runner)
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("random", "decode", "noise-init", "d4m-s0.5", "d4m-s0.7", "cand4", "cand4-div0.5", "noise-mg0.5")
@@ -86,10 +86,7 @@ def main() -> int:
     ap.add_argument("--prepare", action="store_true", help="make the sets only (no students)")
     ap.add_argument("--smoke", action="store_true", help="2 images per class clustered from 20, 2 epochs, 5 steps")
     a = ap.parse_args()
-    shared = Path(a.shared).resolve()
-    train, test = shared / "data/cifar10/train", shared / "data/cifar10/test"
-    teacher = f"cifar-resnet20:{shared / 'weights/cifar10-resnet/resnet20-12fca82f.th'}"
-    codec = f"taef2:{shared / 'weights/taef2'}"
+    train, test, teacher, codec = assets(a.shared)
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     run = Runner(out, a.jobs)
