@@ -73,8 +73,9 @@ def expected_line(counts: dict[str, int], per_image: dict[str, float]) -> str:
         total += s
         rate = 1.0 / per_image[stage] if per_image[stage] > 0 else float("inf")
         parts.append(f"{stage} {n:,} images at {_rate(rate)}/s = {_duration(s)}")
-    return (f"expected time about {_duration(total)} ({'; '.join(parts)}). An estimate: model compute timed here just now (the fastest of three "
-            "batches); reading images, k-means and other jobs on this machine are not counted")
+    return (f"expected time about {_duration(total)} ({'; '.join(parts)}). An estimate: model compute timed here "
+            "just now (the fastest of three batches); reading images, k-means and other jobs on this machine are "
+            "not counted")
 
 
 def _rate(per_second: float) -> str:
