@@ -193,3 +193,32 @@ def test_what_runs_on_a_cuda_device_is_bounded_by_its_free_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * GiB, 141 * GiB))
     with pytest.raises(ConfigError, match=r"--micro-batch 0: .* more than the 2.0 GiB free on cuda:0"):
         training_batch("--micro-batch 0", 1024, 1024, 224, "cuda:0")
+
+
+def test_generator_train_and_sample_batches_are_bounded_by_the_gpu_they_run_on(monkeypatch):
+    """`generator train`'s batch and encode batch, and `generator sample`'s batch, go through the UNet on the device:
+    on CUDA they are compared with its free memory (mocked here), not with the host's."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from d4m.errors import ConfigError
+    from d4m.generator.config import TrainConfig
+    from d4m.generator.sample import check_sample_sizes
+
+    monkeypatch.setattr("d4m.checks.machine_memory", lambda: 1 * GiB)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * GiB, 141 * GiB))
+    cfg = TrainConfig(data="x", codec="y", out="z", size=256, batch_size=1024)  # 8 GiB at the estimate
+    cfg.validate("cuda")
+    with pytest.raises(ConfigError, match=r"--batch-size 1024: .* of memory available on this machine"):
+        cfg.validate("cpu")
+    gen = SimpleNamespace(source="m", info={"size": 256}, scheduler=SimpleNamespace(config=SimpleNamespace(
+        num_train_timesteps=1000)))
+    check_sample_sizes(gen, [4, 32, 32], 10, 10, 25, 2048, "cuda:0")  # ~5.5 GiB at the estimate
+    with pytest.raises(ConfigError, match=r"--batch-size 2048: .* of memory available"):
+        check_sample_sizes(gen, [4, 32, 32], 10, 10, 25, 2048, "cpu")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * GiB, 141 * GiB))
+    with pytest.raises(ConfigError, match=r"--batch-size 1024: .* more than the 1.0 GiB free on cuda"):
+        cfg.validate("cuda")
+    with pytest.raises(ConfigError, match=r"--batch-size 2048: .* free on cuda:0"):
+        check_sample_sizes(gen, [4, 32, 32], 10, 10, 25, 2048, "cuda:0")

@@ -57,6 +57,18 @@ def fits(flag: str, nbytes: float, what: str) -> None:
                           "available on this machine")
 
 
+def on_device(flag: str, nbytes: float, what: str, device: str = "cpu") -> None:
+    """``fits`` for what lives on ``device``: a CUDA device's free memory, else the host's."""
+    if not str(device).startswith("cuda"):
+        return fits(flag, nbytes, what)
+    import torch
+
+    free = int(torch.cuda.mem_get_info(torch.device(device))[0])
+    if nbytes > free:
+        raise ConfigError(f"{flag}: {what} needs about {amount(nbytes)}, more than the {amount(free)} free on "
+                          f"{device}")
+
+
 def amount(nbytes: float) -> str:
     """Bytes for a message: GiB, or MiB below a tenth of one."""
     return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 / 10 else f"{nbytes / 2**20:,.1f} MiB"

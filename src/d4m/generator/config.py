@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from d4m.checks import fits
+from d4m.checks import on_device
 from d4m.errors import ConfigError
 from d4m.generator.unet_presets import PREDICTIONS, PRESETS, SCHEDULES
 
@@ -56,7 +56,9 @@ class TrainConfig:
         if self.schedule is None:  # the screens (RESULTS.md 2.1): zero terminal SNR pays with v-prediction
             self.schedule = "sd-zero-snr" if self.prediction == "v_prediction" else "sd"
 
-    def validate(self) -> None:
+    def validate(self, device: str = "cpu") -> None:
+        """Refuse invalid or absurd settings in one line; the batch memory is checked against ``device``'s (a CUDA
+        device's free memory, else the host's)."""
         checks = [("--epochs", self.epochs >= 1), ("--batch-size", self.batch_size >= 1), ("--lr", self.lr > 0),
                   ("--cond-drop", 0 <= self.cond_drop < 1), ("--ema-decay", 0 <= self.ema_decay < 1),
                   ("--size", self.size >= 8 and self.size % 8 == 0), ("--checkpoint-every", self.checkpoint_every >= 1),
@@ -76,10 +78,10 @@ class TrainConfig:
         for flag, value, high in bounds:
             if value is not None and value > high:
                 raise ConfigError(f"{flag} {value}: more than d4m runs ({high:,})")
-        fits(f"--batch-size {self.batch_size}", self.batch_size * LATENT_BYTES * self.size ** 2 * ACTIVATIONS,
-             f"a training batch of {self.batch_size} at {self.size} px")
-        fits(f"--encode-batch-size {self.encode_batch_size}", self.encode_batch_size * 12 * self.size ** 2 * 32,
-             f"encoding {self.encode_batch_size} images at a time at {self.size} px")
+        on_device(f"--batch-size {self.batch_size}", self.batch_size * LATENT_BYTES * self.size ** 2 * ACTIVATIONS,
+                  f"a training batch of {self.batch_size} at {self.size} px", device)
+        on_device(f"--encode-batch-size {self.encode_batch_size}", self.encode_batch_size * 12 * self.size ** 2 * 32,
+                  f"encoding {self.encode_batch_size} images at a time at {self.size} px", device)
         if self.schedule == "sd-zero-snr" and self.prediction != "v_prediction":
             raise ConfigError("--schedule sd-zero-snr needs --prediction v_prediction (at zero SNR the noise is the "
                               "input itself: epsilon-prediction cannot recover the image)")

@@ -52,7 +52,7 @@ def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: floa
     texts, template, norm = info["label_texts"], info.get("prompt_template", "{}"), gen.norm
     shape = info.get("latent_shape") or [gen.latent_channels, gen.unet.config.sample_size,
                                          gen.unet.config.sample_size]
-    check_sample_sizes(gen, shape, len(texts), per_class, steps, batch_size)
+    check_sample_sizes(gen, shape, len(texts), per_class, steps, batch_size, device)
     uncond = embed_prompts(gen, [""], device)
     prompts = embed_prompts(gen, [template.format(t) for t in texts], device)  # each class's text embedded once
     jobs = [(c, j) for c in range(len(texts)) for j in range(per_class)]
@@ -71,9 +71,11 @@ def sample_images(gen, codec, per_class: int, *, steps: int = 50, guidance: floa
 ACTIVATIONS = 64  # a UNet's peak activations are tens of times its input; generous, to refuse only the absurd
 
 
-def check_sample_sizes(gen, shape, classes: int, per_class: int, steps: int, batch_size: int) -> None:
-    """Sizes from the flags and from the model's d4m.json, bounded before any tensor is allocated."""
-    from d4m.checks import at_most, fits
+def check_sample_sizes(gen, shape, classes: int, per_class: int, steps: int, batch_size: int,
+                       device: str = "cpu") -> None:
+    """Sizes from the flags and from the model's d4m.json, bounded before any tensor is allocated: the batch against
+    ``device``'s memory (a CUDA device's free memory, else the host's), the image list against the host's."""
+    from d4m.checks import at_most, fits, on_device
     from d4m.errors import ModelError
 
     source = getattr(gen, "source", "the model")
@@ -85,8 +87,8 @@ def check_sample_sizes(gen, shape, classes: int, per_class: int, steps: int, bat
     at_most("--steps", steps, int(getattr(gen.scheduler.config, "num_train_timesteps", 1000)))
     latent = shape[0] * shape[1] * shape[2] * 4
     size = gen.info.get("size") if isinstance(gen.info.get("size"), int) else shape[-1] * 8
-    fits(f"--batch-size {batch_size}", batch_size * (2 * latent * ACTIVATIONS + 3 * 4 * min(size, 8192) ** 2),
-         f"a batch of {batch_size} samples at latent shape {tuple(shape)}")
+    on_device(f"--batch-size {batch_size}", batch_size * (2 * latent * ACTIVATIONS + 3 * 4 * min(size, 8192) ** 2),
+              f"a batch of {batch_size} samples at latent shape {tuple(shape)}", str(device))
     fits(f"--per-class {per_class}", classes * per_class * 200, f"the list of {classes * per_class:,} images")
 
 
@@ -123,7 +125,7 @@ def sample_to_folder(model, codec_spec: str | None, per_class: int, out: Path, *
         raise ModelError(f"--model {model}: no d4m.json with label_texts (not trained by `d4m generator train`)")
     shape = info.get("latent_shape") or [gen.latent_channels, gen.unet.config.sample_size,
                                          gen.unet.config.sample_size]
-    check_sample_sizes(gen, shape, len(info["classes"]), per_class, steps, batch_size)
+    check_sample_sizes(gen, shape, len(info["classes"]), per_class, steps, batch_size, dev)
     codec_spec = codec_spec or info.get("codec")
     if not codec_spec:
         raise ConfigError("--codec is required (the model's d4m.json names none)")

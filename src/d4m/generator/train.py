@@ -107,7 +107,8 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     from d4m.synthesis.generator import LatentNorm
     from d4m.text_encoders import LEARNED, NAMED_ENCODERS, TABLE_FILE, LearnedEmbedding
 
-    cfg.validate()
+    device = resolve_device(cfg.device)
+    cfg.validate(device)  # the batch on the device it will run on; the latents below on the host
     out = Path(cfg.out).expanduser()
     p = _paths(out)
     claim_generator(out, write=False)
@@ -117,7 +118,6 @@ def run_train(cfg: TrainConfig, resume: bool = False, text=None) -> Path:
     fits(f"--size {cfg.size}", n_images * 2 * LATENT_BYTES * cfg.size ** 2,
          f"the latents of {n_images:,} images (and their flips) at {cfg.size} px")
     claim_generator(out)
-    device = resolve_device(cfg.device)
     acc = Accelerator(mixed_precision=_mixed_precision(cfg, device), cpu=not device.startswith("cuda"))
     dev = acc.device
     if acc.is_main_process:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from d4m.checks import amount, at_most, fits
+from d4m.checks import amount, at_most, fits, on_device
 from d4m.errors import ConfigError
 from d4m.models.registry import MAX_IMAGE_SIZE as MAX_SIZE, weight_count
 
@@ -27,18 +27,6 @@ def image_size(flag: str, size) -> None:
     at_most(flag, size, MAX_SIZE)
     if size < 8:
         raise ConfigError(f"{flag} {size}: too small (>= 8)")
-
-
-def on_device(flag: str, nbytes: float, what: str, device: str = "cpu") -> None:
-    """``fits`` for what lives on ``device``: a CUDA device's free memory, else the host's."""
-    if not str(device).startswith("cuda"):
-        return fits(flag, nbytes, what)
-    import torch
-
-    free = int(torch.cuda.mem_get_info(torch.device(device))[0])
-    if nbytes > free:
-        raise ConfigError(f"{flag}: {what} needs about {amount(nbytes)}, more than the {amount(free)} free on "
-                          f"{device}")
 
 
 def model_fits(flag: str, arch: str, classes: int, size: int, what: str, device: str = "cpu") -> int:
