@@ -18,7 +18,7 @@ from torch import nn
 from d4m.errors import D4MError, ModelError
 from d4m.models.classes import class_columns
 from d4m.models.registry import (IMAGENET_MEAN, IMAGENET_STD, MAX_IMAGE_SIZE, MODELS, Normalized, create_model,
-                                 weight_count)
+                                 stem, weight_count)
 from d4m.runio.tensors import load_tensors, save_tensors
 
 TEACHER_KINDS = ("torchvision", "cifar-resnet20", "cifar-resnet56", "checkpoint")
@@ -128,6 +128,8 @@ def save_checkpoint(path: Path, net: nn.Module, arch: str, classes: list[str], i
     ``val_top1`` is a top-1 in percent (older files hold ``val_accuracy``, see ``recorded_top1``)."""
     meta = {"arch": arch, "classes": list(classes), "image_size": int(image_size), "mean": list(mean),
             "std": list(std), "val_top1": val_top1, **extra}
+    if stem(arch, image_size):  # the small-input variant: a file without this mark was trained on the other one
+        meta["stem"] = stem(arch, image_size)
     save_tensors(Path(path), {k: v.clone() for k, v in net.state_dict().items()}, meta)
 
 
@@ -185,6 +187,9 @@ def _checkpoint_teacher(spec: str, path: Path) -> Teacher:
     if need != have:
         raise ModelError(f"{path}: d4m metadata ({meta['arch']}, {len(meta['classes']):,} classes, "
                          f"{meta['image_size']} px) describes {need:,} weights, the file holds {have:,}")
+    if stem(meta["arch"], meta["image_size"]) != meta.get("stem"):  # same weights, other strides: refuse, not guess
+        raise ModelError(f"{path}: a {meta['arch']} at {meta['image_size']} px trained before d4m's small-input stem "
+                         f"(d4m.models.registry.small_input); retrain it with `d4m teacher train`")
     net = create_model(meta["arch"], len(meta["classes"]), meta["image_size"])
     try:
         net.load_state_dict(state)
