@@ -138,7 +138,8 @@ def drill_one(work: Path, classes: int, per_class: int, args, env: dict, rng: ra
              ("select", ["select", "--method", "random", "--data", train, "--ipc", str(args.ipc),
                          "--out", str(clean / "random")], 1),
              ("teacher train", ["teacher", "train", "--data", train, "--arch", "convnet-w128", "--epochs", "1",
-                                "--size", str(args.image_size), "--device", "cpu", "--out", str(teacher)], 1),
+                                "--size", str(args.image_size), "--device", "cpu", "--out", str(teacher),
+                                "--allow-weak"], 1),  # one epoch on noise: weak by design, only a label source
              ("relabel", ["relabel", "--run", str(clean / "run"), "--teacher", f"checkpoint:{teacher}",
                           "--epochs", str(args.epochs), "--recipe", "locked", "--device", "cpu"], args.nproc),
              ("evaluate", ["evaluate", "--run", str(clean / "run"), "--teacher", f"checkpoint:{teacher}",

@@ -141,6 +141,7 @@ def synthesis_flops(r: dict) -> list[str]:
         rows.append(f"| {x['case']} | {x['params_M']:.2f} | {x['gflop_per_image_call']:.3g} | "
                     f"{x['s_per_image_50_steps']:.3g} | {x['wall_s_per_image_50_steps']:.3g} | "
                     f"{x['ratio_to_floor']:.2f}x | {x['vs_first']:.2f}x |")
+    return rows
 
 
 def main_job(r: dict) -> list[str]:
@@ -213,6 +214,18 @@ def drill(r: dict) -> list[str]:
     if r.get("per_class_overhead_s") is not None:
         out += ["", f"Distill wall time against classes, least-squares slope: {r['per_class_overhead_s']:.3f} s per "
                 "class (start-up of the two processes included in the intercept)."]
+    rows = r["rows"]
+    if len(rows) >= 3:  # linear in the classes? the seconds per added class between sizes, and memory against classes
+        per = [(a["wall_s"]["distill"] - b["wall_s"]["distill"]) / (a["classes"] - b["classes"])
+               for b, a in zip(rows, rows[1:])]
+        steps = "; ".join(f"{b['classes']:,} -> {a['classes']:,}: {x:.3f} s" for b, a, x in zip(rows, rows[1:], per))
+        growth = ("not rising: time grows at most linearly in the classes" if max(per[1:]) <= 1.2 * per[0]
+                  else "**rising: time grows faster than linearly**")
+        rss = [row["stage_peak_rss_mb"]["prototypes"] for row in rows]
+        sizes = " / ".join(f"{row['classes']:,}" for row in rows)
+        flat = "flat" if max(rss) <= 1.1 * min(rss) else "**growing**"
+        out += ["", f"Distill seconds per added class, between successive sizes: {steps} ({growth}). Peak RSS of the "
+                f"prototype stage: {' / '.join(f'{v:.0f}' for v in rss)} MB at {sizes} classes ({flat})."]
     largest = max(row["classes"] for row in r["rows"])
     if largest < 1000:
         out += ["", f"Measured up to {largest} classes only: the 1,000-class drill (`--classes 100,300,1000 "
