@@ -261,8 +261,11 @@ def execute(cfg: DistillConfig, run: Run, stage: str, force: bool = False, proto
         with StageTimer(rd.log, "synthesis", unit="images", device=device, world=topo.world) as t:
             run_synthesis(cfg, rd, tensors["prototypes"].float(), meta["label_texts"], meta["classes"], codec,
                           gen, topo, device, dtype, timer=t, skipped=meta.get("skipped"))
-        if topo.is_main:
+        if topo.is_main and t.items:
             log.info("synthesis: %.1f s, %s images/s; images in %s", t.record["wall_s"],
                      t.record["images_per_s"], rd.images)
+        elif topo.is_main:  # every image was there already (a rerun, a rescore): no rate to report
+            log.info("synthesis: %.1f s, no image synthesized (all present); images in %s", t.record["wall_s"],
+                     rd.images)
     return run
 
